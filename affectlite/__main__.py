@@ -1,0 +1,5 @@
+import sys
+
+from affectlite.cli import main
+
+sys.exit(main())

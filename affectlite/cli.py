@@ -1,0 +1,78 @@
+"""The ``affectlite`` command: one entry point, one module per subcommand.
+
+Each subcommand's module is imported only when that subcommand runs, so device commands
+(``run``, ``app``, ``bench``) never import TensorFlow. A subcommand module provides
+``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from affectlite import __version__
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("affectlite.demo", "whole flow on the embedded synthetic faces, no download"),
+    "data": ("affectlite.train.data_cli", "inspect or pack an expression dataset"),
+    "train": ("affectlite.train.cli", "train the ResNet50 (or mobile) classifier"),
+    "evaluate": ("affectlite.train.evaluate", "score a Keras model, .tflite or bundle on a dataset"),
+    "calibrate": ("affectlite.calibration.cli", "build the representative set / fit temperature"),
+    "convert": ("affectlite.convert.cli", "quantize to TFLite, verify, gate and write a bundle"),
+    "bench": ("affectlite.benchmarks.cli", "measure per-stage latency of bundles on this device"),
+    "run": ("affectlite.edge_app.runner", "headless camera/video/folder runner, JSON lines out"),
+    "app": ("affectlite.edge_app.app", "the Kivy app (Raspberry Pi, Android, desktop)"),
+}
+
+
+def _overview() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
+    return (
+        f"usage: affectlite <command> [options]\n\naffectlite {__version__}: on-device facial "
+        f"emotion recognition.\n\ncommands:\n{rows}\n\n"
+        "Run `affectlite <command> --help` for a command's options."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one subcommand and returns its exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_overview())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"affectlite {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"affectlite: unknown command {name!r}.\n\n{_overview()}", file=sys.stderr)
+        return 2
+    module_name, text = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            missing = error.name or "a dependency"
+            print(
+                f"affectlite {name}: needs the package {missing!r}, which is not installed. "
+                "Install the matching extra, e.g. pip install 'affectlite[train]' or "
+                "'affectlite[edge]'.",
+                file=sys.stderr,
+            )
+        else:
+            print(f"affectlite {name}: this stage is not built yet.", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog=f"affectlite {name}", description=text)
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"affectlite {name}: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The emotion classifier on the device: a bundle's ``.tflite`` run through LiteRT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import Bundle
+from .labels import LABELS
+from .runtime import RuntimeInfo, load_interpreter
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature`` in float32."""
+    scaled = np.asarray(logits, dtype=np.float32) / np.float32(temperature)
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class EmotionClassifier:
+    """Classifies ``uint8`` RGB face crops; handles int8/uint8 quantisation and batching.
+
+    Build it once and reuse it: creating an interpreter costs far more than one inference.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | bytes,
+        labels: tuple[str, ...] = LABELS,
+        temperature: float = 1.0,
+        num_threads: int | None = None,
+    ) -> None:
+        self.interpreter, self.runtime = load_interpreter(model_path, num_threads)
+        self.labels = tuple(labels)
+        self.temperature = float(temperature)
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self.input_size = int(self._input["shape"][1])
+        self.batch_size = int(self._input["shape"][0])
+        classes = int(self._output["shape"][-1])
+        if classes != len(self.labels):
+            raise ValueError(
+                f"Model has {classes} outputs but {len(self.labels)} labels were given."
+            )
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, num_threads: int | None = None) -> EmotionClassifier:
+        """Builds the classifier of a verified bundle with its labels and temperature."""
+        return cls(bundle.classifier_path, bundle.labels, bundle.temperature, num_threads)
+
+    @property
+    def runtime_info(self) -> RuntimeInfo:
+        return self.runtime
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._input["dtype"])
+
+    def logits(self, crops: np.ndarray) -> np.ndarray:
+        """Raw (dequantised) logits for a batch of crops of shape ``(N, S, S, 3)``."""
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            crops = crops[None]
+        expected = (self.input_size, self.input_size, 3)
+        if crops.ndim != 4 or crops.shape[1:] != expected:
+            raise ValueError(f"Expected crops of shape (N, {expected}), got {crops.shape}.")
+        if len(crops) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        self._ensure_batch(len(crops))
+        self.interpreter.set_tensor(self._input["index"], self._quantize(crops))
+        self.interpreter.invoke()
+        return self._dequantize(self.interpreter.get_tensor(self._output["index"]))
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, C)`` after the bundle's temperature."""
+        return softmax(self.logits(crops), self.temperature)
+
+    def _ensure_batch(self, n: int) -> None:
+        if n == self.batch_size:
+            return
+        self.interpreter.resize_tensor_input(
+            self._input["index"], [n, self.input_size, self.input_size, 3]
+        )
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self.batch_size = n
+
+    def _quantize(self, crops: np.ndarray) -> np.ndarray:
+        dtype = self.input_dtype
+        if dtype == np.float32:
+            return crops.astype(np.float32)
+        scale, zero_point = self._input["quantization"]
+        if dtype == np.uint8 and scale == 1.0 and zero_point == 0:
+            return crops.astype(np.uint8)
+        info = np.iinfo(dtype)
+        values = np.round(crops.astype(np.float32) / scale + zero_point)
+        return np.clip(values, info.min, info.max).astype(dtype)
+
+    def _dequantize(self, values: np.ndarray) -> np.ndarray:
+        if values.dtype == np.float32:
+            return values
+        scale, zero_point = self._output["quantization"]
+        return (values.astype(np.float32) - zero_point) * scale

@@ -1,0 +1,104 @@
+"""The LiteRT interpreter loader used by every stage that runs a ``.tflite`` model.
+
+Order of preference: ``ai_edge_litert`` (LiteRT, works with NumPy 2 and current Pythons), then
+``tflite_runtime`` (older Raspberry Pi images; fails under NumPy 2), then ``tf.lite`` (a
+workstation with TensorFlow). The device path never needs TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+_CANDIDATES = (
+    ("ai-edge-litert", "ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite-runtime", "tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow", "tensorflow.lite", "tensorflow"),
+)
+
+
+class RuntimeUnavailable(ImportError):
+    """No TFLite interpreter package is installed."""
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """Which interpreter package ran a model."""
+
+    name: str
+    version: str
+
+
+def default_threads() -> int:
+    """Threads for inference: ``AFFECTLITE_THREADS`` if set, else the CPU count (at most 4)."""
+    value = os.environ.get("AFFECTLITE_THREADS")
+    return int(value) if value else min(4, os.cpu_count() or 1)
+
+
+def _interpreter_class(prefer: str | None) -> tuple[type, RuntimeInfo]:
+    errors = []
+    for name, module_name, dist in _CANDIDATES:
+        if prefer and name != prefer:
+            continue
+        try:
+            # Imported by name: only the first available package is loaded, and TensorFlow
+            # is reached only where neither LiteRT nor tflite-runtime is installed.
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            errors.append(f"{name}: {error}")
+            continue
+        try:
+            version = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        return module.Interpreter, RuntimeInfo(name, version)
+    raise RuntimeUnavailable(
+        "No TFLite runtime found. Install LiteRT with `pip install ai-edge-litert` "
+        "(or `pip install 'affectlite[edge]'`). Tried: " + "; ".join(errors)
+    )
+
+
+def runtime_info(prefer: str | None = None) -> RuntimeInfo:
+    """Names the interpreter package :func:`load_interpreter` would use."""
+    return _interpreter_class(prefer)[1]
+
+
+def load_interpreter(
+    model: str | Path | bytes, num_threads: int | None = None, prefer: str | None = None
+) -> tuple[Any, RuntimeInfo]:
+    """Builds an interpreter with tensors allocated.
+
+    Args:
+        model: a ``.tflite`` path or the model's bytes.
+        num_threads: CPU threads for the interpreter (default :func:`default_threads`).
+        prefer: force one runtime (``"ai-edge-litert"``, ``"tflite-runtime"``, ``"tensorflow"``).
+
+    Returns:
+        The interpreter and which runtime built it.
+
+    Raises:
+        FileNotFoundError: if a model path does not exist.
+        RuntimeUnavailable: if no runtime is installed.
+        ValueError: if the file is not a valid TFLite model.
+    """
+    interpreter_class, info = _interpreter_class(prefer)
+    threads = num_threads or default_threads()
+    if isinstance(model, bytes):
+        kwargs = {"model_content": model}
+        name = "<model bytes>"
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"TFLite model not found: {path}")
+        kwargs = {"model_path": str(path)}
+        name = str(path)
+    try:
+        interpreter = interpreter_class(num_threads=threads, **kwargs)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(f"{name}: not a loadable TFLite model ({error}).") from error
+    return interpreter, info
