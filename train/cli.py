@@ -1,0 +1,112 @@
+"""``affectlite train``: the ResNet50 recipe on AffectNet, FER2013, FER+, RAF-DB or folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from affectlite.edge_app.labels import LABELS
+from affectlite.edge_app.preprocess import CropPolicy
+
+_HELP = {
+    "backbone": "resnet50 (paper), mobilenetv3large or efficientnetv2b0",
+    "input_size": "input side in pixels: 224 as in the paper, 112 for the edge",
+    "weights": "imagenet, none (from scratch) or a backbone weights .h5 path",
+    "epochs": "total epochs, head warm-up included",
+    "head_epochs": "epochs with the backbone frozen (pretrained weights only)",
+    "balance": "class balancing: loss, sampling or none",
+    "mixed_precision": "auto (float16 on GPU), on or off",
+    "distribute": "auto, none, mirrored or multiworker (reads TF_CONFIG)",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from affectlite.train.trainer import TrainConfig
+
+    parser.add_argument("--data", help="dataset root")
+    parser.add_argument("--format", help="dataset format, e.g. affectnet, ferplus, fer2013, rafdb")
+    parser.add_argument("--ferplus-mode", default="majority", help="majority|probability|drop-unknown")
+    parser.add_argument("--val-split", default="val", help="split used for validation")
+    parser.add_argument("--limit", type=int, default=0, help="use at most N training images")
+    parser.add_argument("--val-limit", type=int, default=0, help="use at most N validation images")
+    parser.add_argument("--margin", type=float, default=CropPolicy().margin, help="face crop margin")
+    parser.add_argument("--out", type=Path, help="run folder (default runs/<format>-<time>)")
+    parser.add_argument("--resume", type=Path, help="continue an interrupted run folder")
+    for field in fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        else:
+            parser.add_argument(flag, type=type(field.default), default=field.default,
+                                help=_HELP.get(field.name))
+
+
+def _load(args, config, policy):
+    from affectlite.train.datasets import load_dataset
+    from affectlite.train.pipeline import load_split
+
+    if not args.data or not args.format:
+        raise SystemExit("affectlite train: --data and --format are required (or --resume RUN).")
+    splits = {}
+    for role, name in (("train", "train"), ("val", args.val_split)):
+        index = load_dataset(args.data, args.format, name, ferplus_mode=args.ferplus_mode)
+        limit = args.limit if role == "train" else args.val_limit
+        if limit and limit < len(index.samples):
+            keep = np.random.default_rng(config.seed).permutation(len(index.samples))[:limit]
+            index.samples = [index.samples[i] for i in np.sort(keep)]
+        splits[role] = load_split(index, config.input_size, policy)
+    return splits["train"], splits["val"]
+
+
+def run(args: argparse.Namespace) -> int:
+    from affectlite.train.trainer import RunFolderError, TrainConfig, train
+
+    if args.resume:
+        saved = json.loads((args.resume / "config.json").read_text()) if (
+            args.resume / "config.json").is_file() else None
+        if saved is None:
+            print(f"affectlite train: {args.resume} holds no config.json to resume.", file=sys.stderr)
+            return 2
+        config = TrainConfig.load(args.resume / "config.json")
+        data = saved.get("data", {})
+        args.data, args.format = args.data or data.get("root"), args.format or data.get("format")
+        args.ferplus_mode = data.get("ferplus_mode", args.ferplus_mode)
+        args.limit, args.val_limit = data.get("limit", 0), data.get("val_limit", 0)
+        args.val_split, args.margin = data.get("val_split", "val"), data.get("margin", args.margin)
+        run_dir = args.resume
+    else:
+        config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+        run_dir = args.out or Path("runs") / f"{args.format}-{time.strftime('%Y%m%d-%H%M%S')}"
+    policy = CropPolicy(margin=args.margin)
+    train_split, val_split = _load(args, config, policy)
+    summary = {
+        "root": str(args.data), "format": args.format, "ferplus_mode": args.ferplus_mode,
+        "val_split": args.val_split, "limit": args.limit, "val_limit": args.val_limit,
+        "margin": args.margin, "crop": policy.to_dict(),
+        "train_counts": dict(zip(LABELS, train_split.class_counts().tolist())),
+        "val_counts": dict(zip(LABELS, val_split.class_counts().tolist())),
+        "skipped": {"train": len(train_split.skipped), "val": len(val_split.skipped)},
+    }
+    print(f"train {len(train_split.ids)} images, validation {len(val_split.ids)} images → {run_dir}")
+    try:
+        report = train(config, train_split, val_split, run_dir, resume=bool(args.resume),
+                       data_summary=summary)
+    except RunFolderError as error:
+        print(f"affectlite train: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last complete epoch is saved. Continue with:\n"
+              f"  affectlite train --resume {run_dir}", file=sys.stderr)
+        return 130
+    print(
+        f"best model {run_dir / 'best.keras'}: accuracy {report['accuracy']:.4f}, balanced "
+        f"accuracy {report['balanced_accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} "
+        f"(validation, n={report['n']})"
+    )
+    return 0

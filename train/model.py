@@ -1,0 +1,125 @@
+"""The classifier: a keras.applications backbone, a pooled dropout head and 8 logits.
+
+Models take raw RGB pixels in 0..255; each backbone's own normalisation is a layer inside the
+graph, so the exported int8 model's input is the camera's pixels (see edge_app.preprocess).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from affectlite.edge_app.labels import NUM_CLASSES
+
+IMAGENET_HINT = (
+    "ImageNet weights for {name} could not be loaded ({error}). This machine may be offline: "
+    "download '{file}' from https://storage.googleapis.com/tensorflow/keras-applications/ "
+    "into ~/.keras/models/ (or pass --weights PATH to that file), or train from scratch with "
+    "--weights none."
+)
+
+
+@keras.saving.register_keras_serializable(package="affectlite")
+class CaffePreprocess(keras.layers.Layer):
+    """ResNet50's ImageNet normalisation: RGB→BGR and per-channel mean subtraction."""
+
+    MEAN_BGR = (103.939, 116.779, 123.68)
+
+    def call(self, inputs):
+        bgr = keras.ops.flip(inputs, axis=-1)
+        return bgr - keras.ops.convert_to_tensor(np.array(self.MEAN_BGR, dtype="float32"))
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A keras.applications backbone and how it expects its pixels."""
+
+    name: str
+    application: str
+    in_model_preprocessing: bool
+    weights_file: str
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            "resnet50", "ResNet50", False, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        ),
+        BackboneSpec(
+            "mobilenetv3large",
+            "MobileNetV3Large",
+            True,
+            "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+        ),
+        BackboneSpec("efficientnetv2b0", "EfficientNetV2B0", True, "efficientnetv2-b0_notop.h5"),
+    )
+}
+
+
+def _backbone(spec: BackboneSpec, input_size: int, weights: str | None) -> keras.Model:
+    application = getattr(keras.applications, spec.application)
+    kwargs = {"include_top": False, "input_shape": (input_size, input_size, 3), "weights": weights}
+    if spec.in_model_preprocessing:
+        kwargs["include_preprocessing"] = True
+    if spec.name == "mobilenetv3large":
+        kwargs["minimalistic"] = False
+    try:
+        return application(**kwargs)
+    except Exception as error:  # keras raises URL/OS/Value errors when the download fails.
+        if weights != "imagenet":
+            raise
+        raise RuntimeError(
+            IMAGENET_HINT.format(name=spec.application, error=error, file=spec.weights_file)
+        ) from error
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """Maps the CLI's ``imagenet|none|PATH`` to keras.applications' ``weights`` argument."""
+    if weights is None or weights.lower() == "none":
+        return None
+    if weights.lower() == "imagenet":
+        return "imagenet"
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"--weights {weights}: no such weights file.")
+    return str(weights)
+
+
+def build_model(
+    backbone: str = "resnet50",
+    input_size: int = 112,
+    weights: str | None = None,
+    dropout: float = 0.3,
+    num_classes: int = NUM_CLASSES,
+) -> keras.Model:
+    """Builds the emotion classifier.
+
+    Args:
+        backbone: a key of :data:`BACKBONES`.
+        input_size: square input side in pixels (224 as in the paper; 112 costs a quarter of it).
+        weights: ``"imagenet"``, ``None`` / ``"none"`` (from scratch) or a backbone weights path.
+        dropout: dropout rate before the classification layer.
+        num_classes: number of logits.
+
+    Returns:
+        A model mapping ``(N, input_size, input_size, 3)`` RGB 0..255 to ``(N, num_classes)``
+        float32 logits. Its ``backbone`` attribute is the keras.applications sub-model.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"Unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}.")
+    if input_size < 32:
+        raise ValueError(f"input_size must be at least 32 pixels, got {input_size}.")
+    spec = BACKBONES[backbone]
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = inputs if spec.in_model_preprocessing else CaffePreprocess(name="preprocess")(inputs)
+    base = _backbone(spec, input_size, resolve_weights(weights))
+    x = base(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
+    model = keras.Model(inputs, outputs, name=f"affectlite_{backbone}_{input_size}")
+    model.backbone = base
+    return model
