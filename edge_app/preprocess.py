@@ -92,7 +92,10 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
         ImageError: naming ``name`` when the bytes are not a decodable image.
     """
     buffer = np.frombuffer(data, dtype=np.uint8)
-    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    try:
+        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    except cv2.error:  # some decoders assert on a corrupt header instead of returning None
+        bgr = None
     if bgr is None:
         raise ImageError(f"{name}: not a readable image (corrupt, truncated or not an image file).")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -127,6 +130,8 @@ def expand_box(box: Box, policy: CropPolicy) -> tuple[int, int, int, int]:
     if policy.square:
         w = h = max(w, h)
     w, h = w * (1 + policy.margin), h * (1 + policy.margin)
+    if not all(np.isfinite([cx, cy, w, h])):
+        raise ImageError(f"Invalid face box {box!r}: coordinates overflow.")
     x0, y0 = int(round(cx - w / 2)), int(round(cy - h / 2))
     return x0, y0, x0 + max(1, int(round(w))), y0 + max(1, int(round(h)))
 
@@ -158,6 +163,8 @@ def crop_face(
         x0, y0, x1, y1 = expand_box(box, policy)
     if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
         raise ImageError(f"Face box {box!r} lies outside the {width}×{height} image.")
+    if max(x1 - x0, y1 - y0) > 4 * max(width, height):  # a bad box; padding it would exhaust memory
+        raise ImageError(f"Face box {box!r} is far larger than the {width}×{height} image.")
     window = rgb[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
     pads = (max(-y0, 0), max(y1 - height, 0), max(-x0, 0), max(x1 - width, 0))
     if any(pads):

@@ -1,8 +1,9 @@
 """The LiteRT interpreter loader used by every stage that runs a ``.tflite`` model.
 
 Order of preference: ``ai_edge_litert`` (LiteRT, works with NumPy 2 and current Pythons), then
-``tflite_runtime`` (older Raspberry Pi images; fails under NumPy 2), then ``tf.lite`` (a
-workstation with TensorFlow). The device path never needs TensorFlow.
+``tflite_runtime`` (older Raspberry Pi images; fails under NumPy 2), then LiteRT's Java
+interpreter on Android (``edge_app/android.py``), then ``tf.lite`` (a workstation with
+TensorFlow). The device path never needs TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 _CANDIDATES = (
     ("ai-edge-litert", "ai_edge_litert.interpreter", "ai-edge-litert"),
     ("tflite-runtime", "tflite_runtime.interpreter", "tflite-runtime"),
+    # Android: LiteRT's Java interpreter through pyjnius (this module imports only there).
+    ("litert-java", "affectlite.edge_app.android", "litert-java"),
     ("tensorflow", "tensorflow.lite", "tensorflow"),
 )
 

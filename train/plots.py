@@ -52,6 +52,8 @@ def curves_png(history_csv: str | Path, path: str | Path, title: str = "") -> Pa
         rows = list(csv.DictReader(handle))
     if not rows:
         raise ValueError(f"{history_csv}: no epochs recorded.")
+    # A run resumed after a kill may repeat its last epoch; the later row wins.
+    rows = list({int(r["epoch"]): r for r in rows}.values())
     epochs = [int(r["epoch"]) + 1 for r in rows]
 
     def column(name: str) -> list[float] | None:

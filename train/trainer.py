@@ -268,11 +268,13 @@ def _run_phase(model, strategy, config, phase, first, end, peak, steps, data, va
     with strategy.scope():
         _set_trainable(model, phase, config.pretrained)
         _compile(model, config, peak, steps, end - first)
+    # Order matters: validation metrics join the logs before they are written, and the
+    # epoch's backup is taken last, once everything about it is on disk.
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase), double_checkpoint=True),
         BalancedAccuracyCheckpoint(val, config.batch_size, run_dir),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase), double_checkpoint=True),
     ]
     model.fit(
         data, epochs=end, initial_epoch=first, callbacks=callbacks, verbose=verbose,

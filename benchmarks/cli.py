@@ -1,0 +1,221 @@
+"""``affectlite bench``: per-stage latency of bundles on this device, and a memory soak test.
+
+Examples::
+
+    affectlite bench --bundle bundles/int8 --bundle bundles/float32 --threads 1,2,4
+    affectlite bench --bundle bundles/int8 --reference mobilenet_v2.tflite --runs 200
+    affectlite bench --bundle bundles/int8 --source clip.mp4 --json > bench.json
+    affectlite bench --bundle bundles/int8 --soak 600
+
+Results go to ``benchmarks/results/<host>-<date>/`` (``bench.json``, ``bench.md``, PNG plots)
+unless ``--out`` says otherwise. Runs without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from affectlite.edge_app.bundle import BundleError
+from affectlite.edge_app.detector import DetectorUnavailable
+from affectlite.edge_app.runtime import RuntimeUnavailable, default_threads
+from affectlite.edge_app.sources import SourceError, open_source
+
+from . import system
+from .latency import make_variants, run_benchmark, sample_frames
+from .report import markdown, write_report
+from .soak import run_soak, write_loop_video, write_soak_report
+
+RESULTS = Path("benchmarks") / "results"
+
+
+def parse_threads(text: str) -> list[int]:
+    """``"1,2,4"`` → ``[1, 2, 4]``.
+
+    Raises:
+        argparse.ArgumentTypeError: for anything but positive integers.
+    """
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected thread counts like 1,2,4, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"640x480"`` → ``(640, 480)``.
+
+    Raises:
+        argparse.ArgumentTypeError: for anything but WIDTHxHEIGHT of at least 64×64.
+    """
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        width = height = 0
+    if width < 64 or height < 64:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (at least 64x64), got {text!r}")
+    return width, height
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", action="append", type=Path, default=[],
+                        help="a bundle folder to measure (repeat for several; the first is the "
+                        "baseline of the ratios)")
+    parser.add_argument("--reference", action="append", type=Path, default=[],
+                        help="an external .tflite classifier to time alone (repeatable)")
+    parser.add_argument("--threads", type=parse_threads, default=None,
+                        help="interpreter thread counts, comma-separated (default: "
+                        f"{default_threads()} here)")
+    parser.add_argument("--runs", type=_positive(int), default=50, help="timed rounds (50)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first (5)")
+    parser.add_argument("--source", help="read frames from a camera (0, picamera2), video file "
+                        "or image folder instead of the built-in frames")
+    parser.add_argument("--frame-size", type=parse_size, default=(640, 480),
+                        help="size of the built-in frames, WIDTHxHEIGHT (640x480)")
+    parser.add_argument("--frames", type=_positive(int), default=6,
+                        help="number of built-in frames, used in turn (6)")
+    parser.add_argument("--out", type=Path,
+                        help="output folder (default: benchmarks/results/<host>-<date>)")
+    parser.add_argument("--json", action="store_true",
+                        help="print bench.json to standard output instead of the table")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--no-probe", action="store_true",
+                        help="skip the MAC count and the peak probes")
+    parser.add_argument("--soak", type=_positive(float), metavar="SECONDS",
+                        help="instead: run the first bundle on a looping video for SECONDS "
+                        "and record resident memory (soak test)")
+    parser.add_argument("--soak-interval", type=_positive(float), default=10.0,
+                        help="seconds between memory samples in --soak (10)")
+
+
+def default_out_dir(root: Path = RESULTS) -> Path:
+    """``root/<host>-<YYYY-MM-DD>``, with ``-2``, ``-3``… when that folder exists."""
+    base = root / f"{system.host_name()}-{time.strftime('%Y-%m-%d')}"
+    candidate, number = base, 2
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{number}")
+        number += 1
+    return candidate
+
+
+def _progress(total_label: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None, None
+    bar = tqdm(total=0, desc=total_label, unit="round", file=sys.stderr, disable=None)
+
+    def update(done: float, total: float) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar
+
+
+def _open(spec: str):
+    looped = Path(spec).exists()  # files and folders loop; cameras never end
+    options = {"loop": True} if looped else {}
+    return open_source(spec, reconnect=False, **options)
+
+
+def _bench(args: argparse.Namespace, threads: list[int]) -> int:
+    variants = make_variants(args.bundle, args.reference, threads)
+    source = None
+    frames, origin = [], "none (reference models only)"
+    try:
+        if args.source and args.bundle:
+            source = _open(args.source)
+            first = source.read()
+            if first is None:
+                raise SourceError(f"{args.source}: no frame to read.")
+            frames, origin = [first], args.source
+        elif args.bundle:
+            frames, origin = sample_frames(args.frame_size, args.frames)
+        update, bar = _progress("bench")
+        result = run_benchmark(
+            variants, frames, args.runs, args.warmup, source=source, frames_origin=origin,
+            probe=not args.no_probe, progress=update,
+        )
+        if bar is not None:
+            bar.close()
+    finally:
+        if source is not None:
+            source.close()
+    out_dir = args.out or default_out_dir()
+    paths = write_report(result, out_dir, plots=not args.no_plots)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        print(markdown(result.to_dict()))
+    for name, path in paths.items():
+        print(f"{name}: {path}", file=sys.stderr)
+    return 0
+
+
+def _soak(args: argparse.Namespace, threads: list[int]) -> int:
+    if len(args.bundle) != 1 or len(threads) != 1 or args.reference:
+        raise ValueError(
+            f"--soak runs one bundle at one thread count; got {len(args.bundle)} bundles, "
+            f"{len(args.reference)} references and threads {threads}."
+        )
+    out_dir = args.out or default_out_dir()
+    with tempfile.TemporaryDirectory(prefix="affectlite-soak-") as work:
+        spec = args.source
+        if spec is None:
+            frames, _ = sample_frames(args.frame_size, args.frames)
+            spec = str(write_loop_video(frames, Path(work) / "loop.avi"))
+        source = _open(spec)
+        try:
+            update, bar = _progress("soak")
+            doc = run_soak(args.bundle[0], source, args.soak, args.soak_interval, threads[0],
+                           update)
+            if bar is not None:
+                bar.close()
+        finally:
+            source.close()
+    if args.source is None:
+        doc["settings"]["source"] = (
+            f"built-in frames ({args.frames}) as a looping MJPEG video, "
+            f"{args.frame_size[0]}×{args.frame_size[1]}"
+        )
+    paths = write_soak_report(doc, out_dir, plots=not args.no_plots)
+    print(json.dumps(doc, indent=1) if args.json else paths["markdown"].read_text())
+    for name, path in paths.items():
+        print(f"{name}: {path}", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    threads = args.threads or [default_threads()]
+    if not args.bundle and not args.reference:
+        print("affectlite bench: give at least one --bundle or --reference.", file=sys.stderr)
+        return 2
+    if args.warmup < 0:
+        print(f"affectlite bench: --warmup must be >= 0, got {args.warmup}.", file=sys.stderr)
+        return 2
+    try:
+        return _soak(args, threads) if args.soak else _bench(args, threads)
+    except (BundleError, FileNotFoundError, ValueError, SourceError, RuntimeUnavailable,
+            DetectorUnavailable) as error:
+        print(f"affectlite bench: {error}", file=sys.stderr)
+        return 2

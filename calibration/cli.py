@@ -1,0 +1,186 @@
+"""``affectlite calibrate``: build the int8 representative set, or fit the softmax temperature.
+
+Representative set, from the training split of a dataset::
+
+    affectlite calibrate --data data/ferplus --format ferplus --input-size 112 --out rep/
+
+or from the device's own camera domain (faces found by BlazeFace in the frames)::
+
+    affectlite calibrate --source 0 --bundle bundle/ --out rep/         # webcam 0
+    affectlite calibrate --source clip.mp4 --input-size 112 --out rep/  # video file
+    affectlite calibrate --source photos/ --input-size 112 --out rep/   # folder of photos
+
+Temperature, on a labelled split (default ``val``) of a model, ``.tflite`` or bundle::
+
+    affectlite calibrate --fit-temperature best.keras --data data/ferplus --format ferplus --out t/
+
+Exit status: 0 written, 2 bad input (missing data or model, no face found, existing output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from affectlite.edge_app.preprocess import CropPolicy
+
+DEFAULT_SIZE = 112
+EXIT_INPUT = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "Exit status: 0 written, 2 bad input."
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    parser.add_argument("--data", type=Path, help="dataset root (its train split is drawn from)")
+    parser.add_argument("--format", help="dataset format, e.g. ferplus, fer2013, affectnet, folder")
+    parser.add_argument("--ferplus-mode", default="majority")
+    parser.add_argument(
+        "--source", help="frames instead of a dataset: webcam index, video, folder, picamera2"
+    )
+    parser.add_argument(
+        "--bundle", type=Path, help="take detector, input size and crop from this bundle"
+    )
+    parser.add_argument(
+        "--detector", default="blazeface", help="blazeface, haar or a BlazeFace .tflite"
+    )
+    parser.add_argument(
+        "--every", type=int, default=5, help="use every K-th frame of a video/camera"
+    )
+    parser.add_argument(
+        "--max-frames", type=int, default=10_000, help="stop after this many frames"
+    )
+    parser.add_argument(
+        "--input-size", type=int, help=f"crop side (default: bundle's or {DEFAULT_SIZE})"
+    )
+    parser.add_argument("--margin", type=float, help="crop margin (default: bundle's or 0.2)")
+    parser.add_argument("--n", type=int, default=300, help="images in the set (default 300)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fit-temperature",
+        type=Path,
+        metavar="MODEL",
+        help="fit the softmax temperature of a .keras, .tflite or bundle instead",
+    )
+    parser.add_argument("--split", default="val", help="labelled split for --fit-temperature")
+
+
+def _frames(source, max_frames: int) -> Iterator[np.ndarray]:
+    with source:
+        for _ in range(max_frames):
+            frame = source.read()
+            if frame is None:
+                return
+            yield frame
+
+
+def _detector(args, bundle):
+    from affectlite.edge_app.detector import FaceDetector, make_detector
+
+    if args.detector.endswith(".tflite"):
+        return FaceDetector(args.detector)
+    return make_detector(args.detector, bundle)
+
+
+def build_set(args: argparse.Namespace):
+    """The representative set the arguments describe."""
+    from affectlite.edge_app.bundle import load_bundle
+
+    from .representative import from_dataset, from_frames
+
+    bundle = load_bundle(args.bundle) if args.bundle else None
+    size = args.input_size or (bundle.input_size if bundle else DEFAULT_SIZE)
+    crop = bundle.crop_policy if bundle else CropPolicy()
+    if args.margin is not None:
+        crop = CropPolicy(args.margin, crop.square, crop.pad_value)
+    if args.source is not None:
+        from affectlite.edge_app.sources import ImageFolderSource, make_source
+
+        source = make_source(args.source)
+        return from_frames(
+            _frames(source, args.max_frames),
+            _detector(args, bundle),
+            size,
+            crop,
+            args.n,
+            every=1 if isinstance(source, ImageFolderSource) else args.every,
+            source=source.name,
+        )
+    if not (args.data and args.format):
+        raise ValueError("Give --data PATH --format F (training split) or --source (frames).")
+    return from_dataset(
+        args.data,
+        args.format,
+        args.n,
+        args.seed,
+        size=size,
+        policy=crop,
+        ferplus_mode=args.ferplus_mode,
+    )
+
+
+def fit_temperature_files(args: argparse.Namespace) -> dict:
+    """Fits the temperature of ``--fit-temperature`` on ``--split`` and writes
+    ``temperature.json`` and ``reliability.png`` into ``--out``."""
+    from affectlite.train.datasets import load_dataset
+    from affectlite.train.evaluate import load_predictor
+    from affectlite.train.pipeline import load_split
+
+    from .temperature import calibrate_temperature, reliability_diagram
+
+    if not (args.data and args.format):
+        raise ValueError("--fit-temperature needs labelled data: --data PATH --format F.")
+    predictor = load_predictor(args.fit_temperature)
+    index = load_dataset(args.data, args.format, args.split, ferplus_mode=args.ferplus_mode)
+    split = load_split(index, predictor.input_size, predictor.crop)
+    logits = predictor.logits(split.images)
+    fit = calibrate_temperature(logits, split.labels)
+    result = {
+        **fit.to_dict(),
+        "model": str(args.fit_temperature),
+        "data": f"{args.format}:{args.data} ({args.split})",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    temporary = args.out / ".temperature.json.tmp"
+    temporary.write_text(json.dumps(result, indent=2) + "\n")
+    temporary.replace(args.out / "temperature.json")
+    reliability_diagram(logits, split.labels, fit.temperature, args.out / "reliability.png")
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    from affectlite.edge_app.detector import DetectorUnavailable
+    from affectlite.edge_app.sources import SourceError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.n < 1 or args.every < 1 or args.max_frames < 1:
+            raise ValueError(
+                f"--n, --every and --max-frames must be ≥ 1, got {args.n}, "
+                f"{args.every}, {args.max_frames}."
+            )
+        if args.fit_temperature:
+            result = fit_temperature_files(args)
+            print(
+                f"temperature {result['temperature']:.4f}: ECE {result['ece_before']:.4f} → "
+                f"{result['ece_after']:.4f} on {result['n']} images; written to {args.out}"
+            )
+            return 0
+        if args.out.exists() and not args.overwrite:
+            raise ValueError(
+                f"{args.out} already exists; choose another --out or pass --overwrite."
+            )
+        representative = build_set(args)
+        representative.save(args.out, overwrite=args.overwrite)
+    except (FileNotFoundError, ValueError, SourceError, DetectorUnavailable) as error:
+        print(f"affectlite calibrate: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    counts = ", ".join(f"{k} {v}" for k, v in representative.counts().items())
+    print(f"{len(representative)} crops of {representative.input_size} px ({counts}) → {args.out}")
+    return 0

@@ -1,0 +1,215 @@
+"""``affectlite convert``: quantize a Keras model, verify it against the float model, gate, bundle.
+
+Exit status: 0 bundle written; 1 conversion failed; 2 bad input (missing model, labels that do
+not match, bad representative set, existing output); 3 the converted model failed the gate (no
+bundle written unless ``--force``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from affectlite.edge_app.labels import LABELS
+from affectlite.edge_app.preprocess import CropPolicy
+
+from .quantization import FLOAT_LAYER_IO, MODES, check_options
+
+EXIT_CONVERSION, EXIT_INPUT, EXIT_GATE = 1, 2, 3
+_IO_TYPES = tuple(dict.fromkeys(io for spec in MODES.values() for io in spec.io_types))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    modes = "; ".join(
+        f"{m.name}: {m.description} (io {'|'.join(m.io_types)})" for m in MODES.values()
+    )
+    parser.epilog = (
+        f"Modes: {modes}. --float-layers needs io {'|'.join(FLOAT_LAYER_IO)}. Exit status: 0 "
+        "bundle written, 1 conversion failed, 2 bad input, 3 gate failed."
+    )
+    parser.add_argument("model", type=Path, help="the trained Keras model (.keras)")
+    parser.add_argument("--mode", default="int8", help=f"one of {', '.join(MODES)} (default int8)")
+    parser.add_argument(
+        "--io", help=f"input/output type: {', '.join(_IO_TYPES)} (default: mode's first)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--representative", type=Path, help="representative set from `affectlite calibrate`"
+    )
+    data.add_argument(
+        "--data", type=Path, help="dataset root (verification; representative set if none given)"
+    )
+    data.add_argument(
+        "--format", help="dataset format, e.g. ferplus, fer2013, affectnet, rafdb, folder"
+    )
+    data.add_argument("--ferplus-mode", default="majority")
+    data.add_argument(
+        "--verify-split", default="val", help="labelled split to verify on (default val)"
+    )
+    data.add_argument("--verify-limit", type=int, default=0, help="verify on N random images")
+    data.add_argument(
+        "--n", type=int, default=300, help="representative images drawn from --data train"
+    )
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--margin", type=float, help="face crop margin (default: the training run's)")
+    data.add_argument("--skip-verify", action="store_true", help="write an unverified bundle")
+    checks = parser.add_argument_group("gate and diagnostics")
+    checks.add_argument(
+        "--max-drop", type=float, default=1.0, help="allowed balanced-accuracy loss, points"
+    )
+    checks.add_argument(
+        "--min-agreement", type=float, default=0.95, help="required top-1 agreement"
+    )
+    checks.add_argument(
+        "--force", action="store_true", help="write the bundle even if the gate fails"
+    )
+    checks.add_argument(
+        "--temperature", type=float, help="fixed softmax temperature (default: fitted)"
+    )
+    checks.add_argument(
+        "--debug",
+        type=int,
+        nargs="?",
+        const=10,
+        default=0,
+        metavar="K",
+        help="list the K (default 10) int8 layers with the largest error",
+    )
+    checks.add_argument(
+        "--float-layers", default="", help="comma-separated layers kept in float (int8)"
+    )
+    checks.add_argument(
+        "--detector", type=Path, help="face detector .tflite (default BlazeFace short-range)"
+    )
+    checks.add_argument(
+        "--report", type=Path, help="report folder (default: OUT-report beside OUT)"
+    )
+
+
+def _training_run(model_path: Path) -> dict[str, Any]:
+    """``config.json`` of the training run folder holding the model, if there is one."""
+    path = model_path.parent / "config.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _crop(args, run: dict[str, Any]) -> CropPolicy:
+    if args.margin is not None:
+        return CropPolicy(margin=args.margin)
+    crop = run.get("data", {}).get("crop")
+    return CropPolicy.from_dict(crop) if crop else CropPolicy()
+
+
+def _representative(args, size: int, crop: CropPolicy):
+    from affectlite.calibration.representative import RepresentativeSet, from_dataset
+
+    if args.representative:
+        return RepresentativeSet.load(args.representative)
+    if args.data and args.format:
+        return from_dataset(
+            args.data,
+            args.format,
+            args.n,
+            args.seed,
+            size=size,
+            policy=crop,
+            ferplus_mode=args.ferplus_mode,
+        )
+    return None
+
+
+def _verification(args, size: int, crop: CropPolicy):
+    from affectlite.train.datasets import load_dataset
+    from affectlite.train.pipeline import load_split
+
+    index = load_dataset(args.data, args.format, args.verify_split, ferplus_mode=args.ferplus_mode)
+    if args.verify_limit and args.verify_limit < len(index.samples):
+        keep = np.random.default_rng(args.seed).permutation(len(index.samples))[: args.verify_limit]
+        index.samples = [index.samples[i] for i in np.sort(keep)]
+    split = load_split(index, size, crop)
+    return split.images, split.labels, f"{args.format}:{args.data} ({args.verify_split})"
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"affectlite convert: {message}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    float_layers = tuple(name.strip() for name in args.float_layers.split(",") if name.strip())
+    try:
+        io = check_options(args.mode, args.io, float_layers)
+        if args.out.exists() and not args.overwrite:
+            raise ValueError(
+                f"{args.out} already exists; choose another --out or pass --overwrite."
+            )
+        if not args.skip_verify and not (args.data and args.format):
+            raise ValueError("verification needs --data PATH --format F (or pass --skip-verify).")
+        if args.temperature is not None and args.temperature <= 0:
+            raise ValueError(f"--temperature must be positive, got {args.temperature}.")
+    except ValueError as error:
+        return _fail(EXIT_INPUT, str(error))
+    from affectlite.edge_app.detector import DetectorUnavailable
+
+    from .converter import ConversionError, check_model, load_keras_model
+    from .export import convert_to_bundle
+    from .quantization import QuantizationConfig
+    from .verify import Gate, GateError
+
+    try:
+        gate = Gate(args.max_drop, args.min_agreement)
+        model = load_keras_model(args.model)
+        size = check_model(model, LABELS)
+        run_info = _training_run(args.model)
+        crop = _crop(args, run_info)
+        representative = _representative(args, size, crop) if args.mode == "int8" else None
+        config = QuantizationConfig.from_options(args.mode, io, representative, float_layers)
+        images = labels = None
+        description = ""
+        if not args.skip_verify:
+            images, labels, description = _verification(args, size, crop)
+        report = convert_to_bundle(
+            model,
+            config,
+            args.out,
+            images,
+            labels,
+            gate=gate,
+            force=args.force,
+            temperature=args.temperature,
+            crop=crop,
+            detector=args.detector,
+            training_data=run_info,
+            calibration=representative.summary() if representative is not None else None,
+            data_description=description,
+            report_dir=args.report or args.out.with_name(f"{args.out.name}-report"),
+            debug_layers=args.debug,
+            overwrite=args.overwrite,
+        )
+    except GateError as error:
+        return _fail(EXIT_GATE, str(error))
+    except ConversionError as error:
+        return _fail(EXIT_CONVERSION, str(error))
+    except (FileNotFoundError, ValueError, DetectorUnavailable) as error:
+        # ValueError covers BundleError, RepresentativeError, CalibrationDataError, DatasetError.
+        return _fail(EXIT_INPUT, str(error))
+    _print_summary(report)
+    return 0
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    from .export import markdown_report
+
+    print(markdown_report(report), end="")
+    print(f"bundle: {report['bundle']}")

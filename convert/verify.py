@@ -1,0 +1,169 @@
+"""Does the converted model still classify like the Keras one? Metrics, agreement and a gate.
+
+The float model runs in Keras; the converted model runs exactly as on the device, through
+``edge_app.classifier.EmotionClassifier`` on LiteRT (quantising the uint8 crops itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from affectlite.edge_app.classifier import EmotionClassifier
+from affectlite.edge_app.labels import LABELS
+from affectlite.train.metrics import classification_report
+
+SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+class GateError(RuntimeError):
+    """The converted model lost too much against the float model."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Acceptance thresholds for a converted model.
+
+    Attributes:
+        max_drop: largest allowed loss of balanced accuracy, in percentage points.
+        min_agreement: smallest allowed share of images where float and converted top-1 agree.
+    """
+
+    max_drop: float = 1.0
+    min_agreement: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.max_drop < 0:
+            raise ValueError(f"max_drop must be ≥ 0 points, got {self.max_drop}.")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError(f"min_agreement must lie in 0..1, got {self.min_agreement}.")
+
+    def failures(self, report: dict[str, Any]) -> list[str]:
+        """Why ``report`` (from :func:`compare_logits`) fails, in words; empty if it passes."""
+        reasons = []
+        drop = report["balanced_accuracy_drop_points"]
+        if drop > self.max_drop:
+            reasons.append(
+                f"balanced accuracy {100 * report['converted']['balanced_accuracy']:.2f} % vs "
+                f"float {100 * report['float']['balanced_accuracy']:.2f} % (drop {drop:.2f} "
+                f"points > {self.max_drop:g} allowed)"
+            )
+        if report["agreement"] < self.min_agreement:
+            reasons.append(
+                f"top-1 agreement with the float model {report['agreement']:.3f} < "
+                f"{self.min_agreement:g}"
+            )
+        return reasons
+
+    def check(self, report: dict[str, Any]) -> None:
+        """Raises :class:`GateError` with the numbers when ``report`` fails the gate."""
+        reasons = self.failures(report)
+        if reasons:
+            raise GateError(
+                f"The converted model ({report.get('mode', '?')}) fails the gate on "
+                f"{report['n']} images: " + "; ".join(reasons) + ". Check the representative "
+                "set (same crop and 0..255 pixels as training), try --debug / --float-layers, "
+                "or pass --force to write the bundle anyway.",
+                report,
+            )
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.asarray(logits, np.float64) - np.max(logits, axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def kl_divergence(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
+    """Mean KL(p ‖ q) in nats between the softmax distributions of two logit arrays."""
+    log_p, log_q = _log_softmax(p_logits), _log_softmax(q_logits)
+    return float(np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=1)))
+
+
+def float_logits(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The Keras model's logits for ``uint8`` crops."""
+    return np.asarray(
+        model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0), np.float32
+    )
+
+
+def converted_logits(
+    tflite_path: str | Path,
+    images: np.ndarray,
+    labels: tuple[str, ...] = LABELS,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """The ``.tflite`` model's dequantised logits, run as on the device."""
+    classifier = EmotionClassifier(tflite_path, labels)
+    images = np.asarray(images)
+    return np.concatenate(
+        [classifier.logits(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    )
+
+
+def compare_logits(
+    reference: np.ndarray,
+    converted: np.ndarray,
+    labels: np.ndarray,
+    label_names: tuple[str, ...] = LABELS,
+) -> dict[str, Any]:
+    """Metrics of both models, their top-1 agreement and mean KL(reference ‖ converted)."""
+    reference, converted = np.asarray(reference), np.asarray(converted)
+    if reference.shape != converted.shape:
+        raise ValueError(f"Logit shapes differ: {reference.shape} vs {converted.shape}.")
+    reports = {
+        name: classification_report(labels, logits, label_names)
+        for name, logits in (("float", reference), ("converted", converted))
+    }
+    summary = {name: {k: report[k] for k in SUMMARY_KEYS} for name, report in reports.items()}
+    return {
+        "n": int(len(reference)),
+        **summary,
+        "balanced_accuracy_drop_points": 100
+        * (summary["float"]["balanced_accuracy"] - summary["converted"]["balanced_accuracy"]),
+        "agreement": float(np.mean(reference.argmax(axis=1) == converted.argmax(axis=1))),
+        "kl_divergence": kl_divergence(reference, converted),
+        "confusion": {name: report["confusion"] for name, report in reports.items()},
+        "per_class_recall": {
+            name: {label: round(v["recall"], 4) for label, v in report["per_class"].items()}
+            for name, report in reports.items()
+        },
+    }
+
+
+def verify(
+    model,
+    tflite_path: str | Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    label_names: tuple[str, ...] = LABELS,
+) -> dict[str, Any]:
+    """Runs the Keras model and the converted model on labelled crops and compares them.
+
+    Args:
+        model: the float Keras model.
+        tflite_path: the converted model.
+        images: ``uint8 (N, S, S, 3)`` crops (e.g. the validation split).
+        labels: integer labels ``(N,)`` (or soft labels ``(N, C)``).
+        label_names: class names in output order.
+
+    Returns:
+        JSON-ready dict: ``n``, ``float`` and ``converted`` (accuracy, balanced_accuracy,
+        macro_f1), ``balanced_accuracy_drop_points``, ``agreement``, ``kl_divergence``,
+        ``per_class_recall``.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"Verification needs crops (N, S, S, 3) with N ≥ 1, got {images.shape}.")
+    return compare_logits(
+        float_logits(model, images),
+        converted_logits(tflite_path, images, label_names),
+        labels,
+        label_names,
+    )

@@ -1,0 +1,249 @@
+"""One frame in, faces with smoothed emotions out: detect → crop → classify → track.
+
+The :class:`Pipeline` builds its detector and classifier once and is then called per frame; it
+is what the Kivy app and the headless runner share. It keeps tracking state, so use one pipeline
+per video stream.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from .bundle import Bundle
+from .classifier import EmotionClassifier
+from .detector import DETECTORS, Detection, make_detector
+from .preprocess import Box, ImageError, crop_face
+from .tracking import UNCERTAIN, FaceTracker, TrackerConfig
+
+STAGES = ("detect", "crop", "classify", "post", "total")
+
+
+@dataclass
+class FaceResult:
+    """One face in a frame.
+
+    Attributes:
+        track_id: stable id of this face across frames.
+        box: ``(x, y, w, h)`` in frame pixels.
+        label: the displayed emotion, or ``"uncertain"``.
+        confidence: smoothed probability of the held emotion.
+        probabilities: smoothed probability per label.
+        uncertain: the confidence is below the threshold.
+        score: the face detector's confidence.
+    """
+
+    track_id: int
+    box: Box
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    uncertain: bool
+    score: float = 1.0
+
+    def to_dict(self) -> dict:
+        return {
+            "track_id": self.track_id,
+            "box": [round(float(v), 1) for v in self.box],
+            "label": self.label,
+            "confidence": round(self.confidence, 4),
+            "uncertain": self.uncertain,
+            "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
+            "score": round(self.score, 4),
+        }
+
+
+@dataclass
+class FrameResult:
+    """Everything found in one frame, or the error that stopped it.
+
+    Attributes:
+        timestamp: Unix time of the frame.
+        faces: the faces, largest first.
+        timings_ms: milliseconds per stage (``STAGES``); empty for an error.
+        error: what went wrong (e.g. camera lost), else ``None``.
+    """
+
+    timestamp: float
+    faces: list[FaceResult]
+    timings_ms: dict[str, float]
+    error: str | None = None
+
+    @classmethod
+    def failure(cls, message: str, timestamp: float | None = None) -> FrameResult:
+        """A result carrying only an error message."""
+        return cls(time.time() if timestamp is None else timestamp, [], {}, message)
+
+    def to_dict(self) -> dict:
+        return {
+            "timestamp": round(self.timestamp, 6),
+            "faces": [face.to_dict() for face in self.faces],
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "error": self.error,
+        }
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of the device pipeline (the CLI and the app's settings fill it).
+
+    Attributes:
+        num_threads: interpreter threads (``None``: ``AFFECTLITE_THREADS`` or up to 4).
+        detector: ``"blazeface"`` or ``"haar"``.
+        max_faces: most faces classified per frame (the largest).
+        detect_width: frames wider than this are downscaled for detection (``None``: never).
+        smoothing: weight of the past in the probability average (0 = none).
+        threshold: smoothed confidence below which a face is shown as uncertain.
+        hysteresis: lead a new label needs over the shown one before it is shown.
+        min_face: faces narrower or shorter than this (frame pixels) are skipped.
+        score_threshold: least detector score for a face.
+        nms_threshold: box overlap above which detections are merged.
+        iou_threshold: least box overlap to continue a track.
+        max_missed: frames a track survives without its face.
+    """
+
+    num_threads: int | None = None
+    detector: str = "blazeface"
+    max_faces: int = 5
+    detect_width: int | None = 320
+    smoothing: float = 0.6
+    threshold: float = 0.4
+    hysteresis: float = 0.1
+    min_face: int = 24
+    score_threshold: float = 0.5
+    nms_threshold: float = 0.3
+    iou_threshold: float = 0.3
+    max_missed: int = 5
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}, got {self.detector!r}.")
+        if self.max_faces < 1:
+            raise ValueError(f"max_faces must be at least 1, got {self.max_faces}.")
+        if self.detect_width is not None and self.detect_width < 64:
+            raise ValueError(f"detect_width must be at least 64 or None, got {self.detect_width}.")
+        if self.min_face < 1:
+            raise ValueError(f"min_face must be at least 1 pixel, got {self.min_face}.")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads must be at least 1, got {self.num_threads}.")
+        self.tracker_config()
+
+    def tracker_config(self) -> TrackerConfig:
+        return TrackerConfig(
+            self.smoothing, self.threshold, self.hysteresis, self.iou_threshold, self.max_missed
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+class Pipeline:
+    """Detects, crops, classifies (one batch for all faces) and tracks the faces of frames."""
+
+    def __init__(self, bundle: Bundle, config: PipelineConfig | None = None) -> None:
+        self.bundle = bundle
+        self.config = config or PipelineConfig()
+        self.detector = make_detector(
+            self.config.detector,
+            bundle,
+            num_threads=self.config.num_threads,
+            score_threshold=self.config.score_threshold,
+            nms_threshold=self.config.nms_threshold,
+            max_faces=self.config.max_faces,
+        )
+        self.classifier = EmotionClassifier.from_bundle(bundle, self.config.num_threads)
+        self.tracker = FaceTracker(self.config.tracker_config())
+        self.labels = self.classifier.labels
+
+    def reset(self) -> None:
+        """Forgets tracked faces (call when switching sources)."""
+        self.tracker.reset()
+
+    def process(
+        self,
+        frame_rgb: np.ndarray,
+        detect_frame: np.ndarray | None = None,
+        timestamp: float | None = None,
+    ) -> FrameResult:
+        """Runs every stage on one ``uint8`` RGB frame.
+
+        Args:
+            frame_rgb: the full frame; crops are taken from it at full resolution.
+            detect_frame: a smaller RGB view of the same frame to detect on (picamera2's lores
+                stream); by default the frame is downscaled to ``detect_width``.
+            timestamp: Unix time of the frame (default: now).
+        """
+        timestamp = time.time() if timestamp is None else timestamp
+        start = time.perf_counter()
+        detections = self._detect(frame_rgb, detect_frame)
+        detect_ms = _ms(start)
+
+        mark = time.perf_counter()
+        kept, crops = [], []
+        size, policy = self.bundle.input_size, self.bundle.crop_policy
+        for detection in detections:
+            try:
+                crops.append(crop_face(frame_rgb, detection.box, size, policy))
+            except ImageError:  # The box lies wholly outside the frame: nothing to classify.
+                continue
+            kept.append(detection)
+        crop_ms = _ms(mark)
+
+        mark = time.perf_counter()
+        if crops:
+            probabilities = self.classifier.predict(np.stack(crops))
+        else:
+            probabilities = np.zeros((0, len(self.labels)), np.float32)
+        classify_ms = _ms(mark)
+
+        mark = time.perf_counter()
+        faces = self._faces(kept, probabilities)
+        timings = {
+            "detect": detect_ms,
+            "crop": crop_ms,
+            "classify": classify_ms,
+            "post": _ms(mark),
+            "total": _ms(start),
+        }
+        return FrameResult(timestamp, faces, timings)
+
+    def _detect(self, frame: np.ndarray, detect_frame: np.ndarray | None) -> list[Detection]:
+        height, width = frame.shape[:2]
+        small = detect_frame
+        if small is None:
+            small = frame
+            limit = self.config.detect_width
+            if limit and width > limit:
+                new_size = (limit, max(1, round(height * limit / width)))
+                small = cv2.resize(frame, new_size, interpolation=cv2.INTER_AREA)
+        sx, sy = width / small.shape[1], height / small.shape[0]
+        detections = [d.scaled(sx, sy) for d in self.detector.detect(small)]
+        least = self.config.min_face
+        return [d for d in detections if d.box[2] >= least and d.box[3] >= least]
+
+    def _faces(self, detections: list[Detection], probabilities: np.ndarray) -> list[FaceResult]:
+        tracks = self.tracker.update([d.box for d in detections], probabilities)
+        faces = []
+        for detection, track in zip(detections, tracks, strict=True):
+            label = UNCERTAIN if track.uncertain else self.labels[track.label_index]
+            faces.append(
+                FaceResult(
+                    track_id=track.track_id,
+                    box=detection.box,
+                    label=label,
+                    confidence=track.confidence,
+                    probabilities=dict(
+                        zip(self.labels, map(float, track.probabilities), strict=True)
+                    ),
+                    uncertain=track.uncertain,
+                    score=detection.score,
+                )
+            )
+        return faces

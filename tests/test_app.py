@@ -1,0 +1,539 @@
+"""The Kivy app and its worker.
+
+The worker is tested with real ``ReconnectingSource`` objects around small camera *test doubles*
+(there is no camera here). The app itself is started for real, in a real SDL2 window with the
+offscreen video driver (Mesa llvmpipe renders it; ``KIVY_GL_BACKEND=mock`` would draw nothing),
+on a video made from real face photos and the ``tiny_bundle``, in a subprocess where TensorFlow
+cannot be imported. The subprocess takes a screenshot that the tests check pixel by pixel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from affectlite.edge_app import overlay
+from affectlite.edge_app.sources import (
+    Backoff,
+    ImageFolderSource,
+    ReconnectingSource,
+    SourceError,
+)
+from affectlite.edge_app.worker import LatestSlot, Worker
+
+# Kivy, imported below through the app module, must leave Python logging alone and keep its
+# files out of the home folder.
+os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
+os.environ.setdefault("KIVY_HOME", tempfile.mkdtemp(prefix="affectlite-kivy-"))
+os.environ.setdefault("KIVY_NO_ARGS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+MESA_HINT = (
+    "The app test needs an OpenGL-capable SDL2 offscreen window: Mesa's llvmpipe via EGL "
+    "(Debian/Ubuntu: apt-get install -y libgl1 libegl1 libgl1-mesa-dri libegl-mesa0)."
+)
+
+
+# --- test doubles ----------------------------------------------------------------------------
+class CountingCamera:
+    """Test double for a fast camera: frame ``i`` is filled with ``i % 256`` and carries ``i``
+    in its first pixel row; records how many frames it delivered."""
+
+    name = "counting camera"
+    live = True
+
+    def __init__(self, period: float = 0.002) -> None:
+        self.period = period
+        self.delivered = 0
+        self.opened = self.closed = 0
+
+    def open(self) -> None:
+        self.opened += 1
+
+    def read(self) -> np.ndarray:
+        time.sleep(self.period)
+        frame = np.full((24, 32, 3), self.delivered % 256, np.uint8)
+        frame[0, :4, 0] = np.frombuffer(np.uint32(self.delivered).tobytes(), np.uint8)
+        self.delivered += 1
+        return frame
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def detection_frame(self) -> None:
+        return None
+
+
+def frame_number(frame: np.ndarray) -> int:
+    return int(np.frombuffer(frame[0, :4, 0].tobytes(), np.uint32)[0])
+
+
+class UnpluggableCamera(CountingCamera):
+    """Test double for a camera whose cable can be pulled: while ``unplugged`` is set, ``open``
+    and ``read`` raise ``SourceError`` as the real OpenCV/picamera2 sources do."""
+
+    name = "test camera"
+
+    def __init__(self) -> None:
+        super().__init__(period=0.01)
+        self.unplugged = threading.Event()
+
+    def open(self) -> None:
+        if self.unplugged.is_set():
+            raise SourceError(f"Cannot open {self.name}: not connected.")
+        super().open()
+
+    def read(self) -> np.ndarray:
+        if self.unplugged.is_set():
+            raise SourceError(f"{self.name} stopped delivering frames (unplugged?).")
+        return super().read()
+
+
+def wait_until(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def plain_annotate(frame, result, fps):
+    return frame
+
+
+# --- the single-slot holder and the worker ---------------------------------------------------
+def test_latest_slot_keeps_only_the_newest_item():
+    slot: LatestSlot[int] = LatestSlot()
+    assert slot.take() is None
+    for i in range(5):
+        slot.put(i)
+    assert len(slot) == 1
+    assert slot.take() == 4
+    assert slot.take() is None and len(slot) == 0
+    assert (slot.puts, slot.dropped) == (5, 4)
+
+
+def test_latest_slot_take_waits_for_a_put_from_another_thread():
+    slot: LatestSlot[str] = LatestSlot()
+    threading.Timer(0.05, slot.put, args=("frame",)).start()
+    started = time.monotonic()
+    assert slot.take(timeout=2.0) == "frame"
+    assert time.monotonic() - started < 1.0
+    assert slot.take(timeout=0.05) is None
+
+
+def test_worker_skips_to_the_newest_frame_when_inference_is_slow():
+    camera = CountingCamera(period=0.002)
+    lags = []
+
+    def slow_process(frame, detect_frame):
+        lags.append(camera.delivered - 1 - frame_number(frame))  # frames newer than this one
+        time.sleep(0.05)
+        return frame_number(frame)
+
+    worker = Worker(camera, slow_process, plain_annotate, max_capture_fps=500).start()
+    assert wait_until(lambda: worker.processed >= 8)
+    worker.stop()
+    assert not worker.running and camera.closed == 1
+    # Capture ran ~25x faster than inference, yet no backlog built up: every processed frame
+    # was at most a few frames old when inference took it, and most frames were skipped.
+    assert camera.delivered > 3 * worker.processed
+    assert worker.frames.dropped > worker.processed
+    assert max(lags) <= 5, lags  # a queue would lag by ~25 frames per processed frame
+    assert len(worker.frames) <= 1
+
+
+def test_worker_publishes_annotated_updates_in_capture_order():
+    camera = CountingCamera(period=0.005)
+    worker = Worker(camera, lambda frame, small: frame_number(frame), plain_annotate).start()
+    seen = []
+    deadline = time.monotonic() + 5
+    while len(seen) < 5 and time.monotonic() < deadline:
+        update = worker.latest()
+        if update is not None:
+            assert update.result == update.index == frame_number(update.frame)
+            seen.append(update.index)
+        time.sleep(0.02)
+    worker.stop()
+    assert len(seen) == 5 and seen == sorted(set(seen))
+
+
+def test_lost_camera_shows_status_and_recovers():
+    camera = UnpluggableCamera()
+    source = ReconnectingSource(camera, Backoff(initial=0.05, maximum=0.2))
+    worker = Worker(source, lambda frame, small: None, plain_annotate, stall_after=0.15)
+    source.on_error = worker.source_failed
+    worker.start()
+    try:
+        assert wait_until(lambda: worker.processed >= 3)
+        assert worker.status == ""  # frames flow: nothing to report
+        camera.unplugged.set()
+        assert wait_until(lambda: "test camera stopped delivering frames" in worker.status)
+        # Then the reconnection attempts fail too: the latest reason stays on screen while the
+        # source waits to retry.
+        assert wait_until(lambda: "reconnecting (attempt 2)" in worker.status)
+        assert "Cannot open test camera: not connected" in worker.status
+        assert worker.running
+        stalled = worker.processed
+        time.sleep(0.3)
+        assert worker.running and worker.processed <= stalled + 1
+        camera.unplugged.clear()
+        assert wait_until(lambda: worker.processed >= stalled + 3)
+        assert worker.status == ""
+        assert source.reconnects >= 1
+    finally:
+        worker.stop()
+
+
+def test_stop_ends_a_reconnection_wait_at_once():
+    camera = UnpluggableCamera()
+    camera.unplugged.set()
+    source = ReconnectingSource(camera, Backoff(initial=30.0, maximum=30.0))
+    worker = Worker(source, lambda frame, small: None, plain_annotate, stall_after=0.1).start()
+    assert wait_until(lambda: "reconnecting (attempt 1)" in worker.status)
+    started = time.monotonic()
+    worker.stop()
+    assert not worker.running
+    assert time.monotonic() - started < 2.0
+
+
+def test_inference_errors_are_shown_and_do_not_stop_the_worker():
+    camera = CountingCamera(period=0.005)
+    calls = []
+
+    def flaky(frame, small):
+        calls.append(1)
+        if len(calls) <= 3:
+            raise RuntimeError("interpreter exploded")
+        return "ok"
+
+    worker = Worker(camera, flaky, plain_annotate).start()
+    try:
+        assert wait_until(lambda: "inference failed: interpreter exploded" in worker.status)
+        assert wait_until(lambda: worker.processed >= 2)
+        assert "inference failed" not in worker.status
+    finally:
+        worker.stop()
+
+
+def test_end_of_a_finite_source_is_reported(tmp_path, sample_photos):
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(sample_photos["coffee"], cv2.COLOR_RGB2BGR))
+    source = ImageFolderSource(tmp_path)  # the real folder source, one image, no loop
+    worker = Worker(source, lambda frame, small: frame.shape, plain_annotate).start()
+    try:
+        assert wait_until(lambda: "no frame (end of stream)" in worker.status)
+        update = worker.latest()
+        assert worker.processed == 1 and update.result == sample_photos["coffee"].shape
+    finally:
+        worker.stop()
+
+
+def test_worker_rejects_bad_pacing():
+    with pytest.raises(ValueError, match="max_capture_fps"):
+        Worker(CountingCamera(), lambda f, s: None, max_capture_fps=0)
+
+
+# --- app helpers (imported in-process; no window is opened) ----------------------------------
+@pytest.fixture(scope="module")
+def app_module():
+    from affectlite.edge_app import app
+
+    return app
+
+
+def test_save_snapshot_writes_png_atomically(app_module, tmp_path, sample_photos):
+    frame = sample_photos["astronaut"]
+    path = app_module.save_snapshot(frame, tmp_path / "snaps")
+    assert path.parent == tmp_path / "snaps" and path.suffix == ".png"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+    saved = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(saved, frame)
+
+
+def test_save_snapshot_leaves_nothing_when_writing_fails(app_module, tmp_path, monkeypatch):
+    def full_disk(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)  # fault injection: the rename fails
+    with pytest.raises(OSError, match="No space left"):
+        app_module.save_snapshot(np.zeros((8, 8, 3), np.uint8), tmp_path)
+    assert list(tmp_path.iterdir()) == []  # neither a snapshot nor its temp file
+
+
+def test_settings_parse_and_reject_bad_values(app_module, tmp_path):
+    values = dict(app_module.DEFAULTS) | {"bundle": str(tmp_path), "threads": "2"}
+    settings = app_module.Settings.from_config(values)
+    assert settings.threads == 2 and settings.smoothing == 0.6 and settings.snapshot_dir is None
+    assert app_module.Settings.from_config(values | {"threads": "0"}).threads is None
+    for key, bad in [
+        ("threads", "two"),
+        ("threads", "-1"),
+        ("smoothing", "1.5"),
+        ("rotation", "45"),
+    ]:
+        with pytest.raises(ValueError, match=key):
+            app_module.Settings.from_config(values | {key: bad})
+
+
+def test_cli_arguments_become_setting_overrides(app_module):
+    parser = argparse.ArgumentParser()
+    app_module.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--bundle",
+            "b",
+            "--source",
+            "picamera2",
+            "--threads",
+            "3",
+            "--detector",
+            "haar",
+            "--fullscreen",
+        ]
+    )
+    assert app_module.overrides_from_args(args) == {
+        "bundle": "b",
+        "source": "picamera2",
+        "threads": "3",
+        "detector": "haar",
+    }
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--detector", "yolo"])
+
+
+@pytest.mark.parametrize("argv", [["--threads", "0"], ["--smoothing", "1.0"]])
+def test_cli_rejects_bad_numbers_before_opening_a_window(app_module, argv, capsys):
+    assert app_module.main(argv) == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+# --- the real app in a real window ------------------------------------------------------------
+DRIVER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    sys.modules["tensorflow"] = None  # importing TensorFlow now raises ImportError
+    import numpy as np
+    from kivy.clock import Clock
+    from kivy.core.window import Window
+    from affectlite.edge_app.app import AffectliteApp
+
+    job = json.loads(sys.argv[1])
+    out = Path(job["out"])
+    snaps = Path(job["overrides"]["snapshot_dir"])
+    app = AffectliteApp(job["overrides"])
+    report = {"ticks": 0}
+    state = {"phase": "run", "start": time.monotonic()}
+
+    def files():
+        return sorted(p.name for p in snaps.glob("*")) if snaps.exists() else []
+
+    def finish():
+        report["elapsed"] = time.monotonic() - state["start"]
+        app.stop()
+
+    def tick(dt):
+        report["ticks"] += 1
+        worker, root = app.worker, app.root
+        elapsed = time.monotonic() - state["start"]
+        if elapsed > job["timeout"]:
+            report["timed_out"] = True
+            report["status"] = root.status_text
+            return finish()
+        if job["mode"] == "video":
+            if state["phase"] == "run" and worker and worker.processed >= 6 and app.last_update:
+                report["files_before_press"] = files()
+                report["processed"] = worker.processed
+                app.stop_worker()  # freeze the preview on the frame in app.last_update
+                state["phase"] = "frozen"
+            elif state["phase"] == "frozen":
+                update = app.last_update
+                report["screenshot"] = Window.screenshot(name=str(out / "screen.png"))
+                np.save(out / "annotated.npy", update.frame)
+                report["faces"] = [
+                    {"box": [float(v) for v in f.box], "label": f.label}
+                    for f in update.result.faces
+                ]
+                report["display_rect"] = list(root.preview.display_rect)
+                report["window_size"] = list(Window.size)
+                root.ids.snapshot_button.trigger_action(0)  # the user presses Snapshot
+                state["phase"] = "pressed"
+            elif state["phase"] == "pressed":
+                report["files_after_press"] = files()
+                report["message"] = root.message_text
+                finish()
+        elif job["mode"] == "lost" and elapsed > 2.5:
+            report["status"] = root.status_text
+            report["worker_running"] = bool(worker and worker.running)
+            report["screenshot"] = Window.screenshot(name=str(out / "screen.png"))
+            report["window_size"] = list(Window.size)
+            report["files"] = files()
+            finish()
+
+    Clock.schedule_interval(tick, 0.1)
+    app.run()
+    report["tensorflow_loaded"] = sys.modules.get("tensorflow") is not None
+    (out / "report.json").write_text(json.dumps(report))
+    """
+)
+
+
+def run_app(tmp_path: Path, mode: str, overrides: dict, timeout: float = 40.0) -> dict:
+    """Runs the app in a subprocess with an offscreen window; returns the driver's report."""
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(
+        os.environ,
+        KIVY_NO_ARGS="1",
+        KIVY_HOME=str(tmp_path / "kivy"),
+        KIVY_NO_CONSOLELOG="1",
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        SDL_VIDEODRIVER="offscreen",
+        AFFECTLITE_THREADS="1",
+    )
+    env.pop("KIVY_GL_BACKEND", None)
+    env.pop("KIVY_LOG_MODE", None)
+    job = {"mode": mode, "out": str(out), "overrides": overrides, "timeout": timeout - 10}
+    completed = subprocess.run(
+        [sys.executable, "-c", DRIVER, json.dumps(job)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    report_path = out / "report.json"
+    if completed.returncode != 0 or not report_path.exists():
+        pytest.fail(
+            f"app exited with {completed.returncode}. {MESA_HINT}\n"
+            f"stderr tail:\n{completed.stderr[-3000:]}"
+        )
+    report = json.loads(report_path.read_text())
+    assert not report.get("timed_out"), report
+    assert report["tensorflow_loaded"] is False
+    return report
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory, sample_photos) -> tuple[Path, np.ndarray]:
+    """A short MJPG video of two real faces side by side (astronaut, Grace Hopper), 640×320."""
+    astronaut = sample_photos["astronaut"][20:340, 70:390]
+    hopper = cv2.resize(sample_photos["grace_hopper"][60:460, 70:470], (320, 320))
+    frame = np.ascontiguousarray(np.concatenate([astronaut, hopper], axis=1))
+    path = tmp_path_factory.mktemp("video") / "faces.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 15, (640, 320))
+    for _ in range(15):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    capture = cv2.VideoCapture(str(path))
+    ok, decoded = capture.read()
+    capture.release()
+    assert ok, "OpenCV could not read back the test video"
+    return path, cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def app_run(tmp_path_factory, tiny_bundle, face_video) -> tuple[dict, Path, np.ndarray]:
+    tmp_path = tmp_path_factory.mktemp("app_video")
+    video, decoded = face_video
+    overrides = {
+        "bundle": str(tiny_bundle.path),
+        "source": str(video),
+        "snapshot_dir": str(tmp_path / "snapshots"),
+    }
+    report = run_app(tmp_path, "video", overrides)
+    return report, tmp_path / "out", decoded
+
+
+def _screen_region(report: dict, out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The screenshot (RGB) and the preview's part of it, resized to the frame's size."""
+    screen = cv2.cvtColor(cv2.imread(report["screenshot"]), cv2.COLOR_BGR2RGB)
+    scale_x = screen.shape[1] / report["window_size"][0]
+    scale_y = screen.shape[0] / report["window_size"][1]
+    x, y, w, h = report["display_rect"]
+    # Kivy's y axis points up; image rows go down.
+    top = round(screen.shape[0] - (y + h) * scale_y)
+    left = round(x * scale_x)
+    region = screen[top : top + round(h * scale_y), left : left + round(w * scale_x)]
+    return screen, region
+
+
+def test_app_preview_shows_the_video_frames(app_run):
+    report, out, decoded = app_run
+    screen, region = _screen_region(report, out)
+    frame_h, frame_w = decoded.shape[:2]
+    shown = cv2.resize(region, (frame_w, frame_h), interpolation=cv2.INTER_AREA)
+    # Not black, and it is the video: most pixels match the decoded frame closely (the rest
+    # are the overlay).
+    assert shown.mean() > 60
+    difference = np.abs(shown.astype(int) - decoded.astype(int)).max(axis=-1)
+    assert np.median(difference) < 12, np.median(difference)
+    # It is exactly what the app drew: the annotated frame it held at screenshot time.
+    annotated = np.load(out / "annotated.npy")
+    assert np.abs(shown.astype(int) - annotated.astype(int)).mean() < 6
+    # Outside the preview the window is black (letterbox), not the frame.
+    assert screen[: screen.shape[0] // 12].mean() < 5
+
+
+def test_app_draws_a_box_around_each_face(app_run):
+    report, out, decoded = app_run
+    _, region = _screen_region(report, out)
+    frame_h, frame_w = decoded.shape[:2]
+    shown = cv2.resize(region, (frame_w, frame_h), interpolation=cv2.INTER_NEAREST)
+    faces = report["faces"]
+    centres = sorted((x + w / 2) for x, y, w, h in (f["box"] for f in faces))
+    assert len(faces) == 2 and centres[0] < 320 < centres[1], faces  # one face per photo
+    for face in faces:
+        x, y, w, h = (round(v) for v in face["box"])
+        colour = np.array(overlay.label_colour(face["label"]))
+        # Left and right edges of the box, below the caption and above the chart.
+        rows = slice(y + h // 4, y + 3 * h // 4)
+        edges = [shown[rows, max(0, x - 2) : x + 4], shown[rows, x + w - 3 : x + w + 3]]
+        for edge in edges:
+            match = np.all(np.abs(edge.astype(int) - colour) < 50, axis=-1).any(axis=1)
+            assert match.mean() > 0.9, (face, match.mean())
+        # That colour is the overlay's, not the photo's.
+        raw = decoded[rows, max(0, x - 2) : x + 4]
+        assert np.all(np.abs(raw.astype(int) - colour) < 50, axis=-1).mean() < 0.1
+
+
+def test_app_saves_a_snapshot_only_when_pressed(app_run):
+    report, out, _ = app_run
+    assert report["processed"] >= 6
+    assert report["files_before_press"] == []
+    assert len(report["files_after_press"]) == 1
+    name = report["files_after_press"][0]
+    assert name.startswith("affectlite-") and name.endswith(".png")
+    assert name in report["message"]
+    snapshot = cv2.cvtColor(cv2.imread(str(out.parent / "snapshots" / name)), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(snapshot, np.load(out / "annotated.npy"))
+
+
+def test_app_keeps_running_and_shows_status_when_the_camera_is_missing(tmp_path, tiny_bundle):
+    overrides = {
+        "bundle": str(tiny_bundle.path),
+        "source": "9",  # no /dev/video9 here: the camera is "lost" from the start
+        "snapshot_dir": str(tmp_path / "snapshots"),
+    }
+    report = run_app(tmp_path, "lost", overrides)
+    assert "camera 9" in report["status"] and "Retrying" in report["status"], report
+    assert report["worker_running"] and report["ticks"] >= 15
+    assert report["files"] == []
+    screen = cv2.cvtColor(cv2.imread(report["screenshot"]), cv2.COLOR_BGR2RGB)
+    banner = screen[:40].astype(int)
+    red = (banner[..., 0] > 100) & (banner[..., 1] < 40) & (banner[..., 2] < 40)
+    white = np.all(banner > 200, axis=-1)
+    assert red.mean() > 0.3 and white.any()  # the status banner with its text

@@ -1,0 +1,1 @@
+"""One reader per dataset layout; :mod:`affectlite.train.datasets` is the public entry point."""
