@@ -19,8 +19,9 @@ Per round a bundle variant does, timed with ``time.perf_counter``:
   input, invoke, read and dequantize the logits (``EmotionClassifier.logits``).
 
 A reference variant does only ``classifier_only``: set a fixed random input of the model's
-own shape and dtype, invoke, read the outputs. Statistics are NumPy's (linear interpolation between order statistics for
-percentiles; ``std`` with ``ddof=1``).
+own shape and dtype, invoke, read the outputs. Warm-up rounds are not recorded. Statistics
+are NumPy's (percentiles interpolate linearly between order statistics; ``std`` has
+``ddof=1``); FPS is ``1000 / mean end-to-end``.
 """
 
 from __future__ import annotations
@@ -190,6 +191,7 @@ class _Runner:
         self.rss_increase = system.current_rss_bytes() - rss_before
         self.samples: dict[str, list[float]] = {}
         self.faces: list[int] = []
+        self._last_faces: int | None = None
 
     def _fill_inputs(self) -> None:
         """Fixed random inputs of the model's own shapes and dtypes (pixel range for floats)."""
@@ -224,15 +226,18 @@ class _Runner:
             timings["end_to_end"] = (time.perf_counter() - start) * 1e3
             timings.update({k: result.timings_ms[k] for k in PIPELINE_STAGES})
             timings["pipeline"] = result.timings_ms["total"]
-            self.faces.append(len(result.faces))
+            self._last_faces = len(result.faces)
         start = time.perf_counter()
         self._classify()
         timings["classifier_only"] = (time.perf_counter() - start) * 1e3
         return timings
 
     def record(self, timings: dict[str, float]) -> None:
+        """Keeps a timed round's figures (warm-up rounds are not recorded)."""
         for key, value in timings.items():
             self.samples.setdefault(key, []).append(value)
+        if self._last_faces is not None:
+            self.faces.append(self._last_faces)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -366,7 +371,7 @@ def run_benchmark(
         raise ValueError("Bundle variants need at least one frame.")
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     host = system.host_facts()
-    temperature_start = system.cpu_temperature_c()
+    temperature_start, load_start = system.cpu_temperature_c(), system.load_average()
     runners = [_Runner(v, frames[0] if frames else None) for v in variants]
     acquire_for, input_stage = _acquirer(frames, source)
     total = warmup + runs
@@ -411,6 +416,7 @@ def run_benchmark(
             "rss_bytes_end": system.current_rss_bytes(),
         },
         "thermal": {"start_c": temperature_start, "end_c": system.cpu_temperature_c()},
+        "load_average": {"start": load_start, "end": system.load_average()},
         "probes": [p.to_dict() for p in probes],
         "variants": entries,
         "problems": problems,

@@ -15,6 +15,7 @@ matplotlib; without it the JSON and Markdown are still written and the report sa
   ``baseline`` (first variant's name), ``timed_seconds``;
 * ``memory``: ``peak_rss_bytes`` (process high-water mark), ``rss_bytes_end``;
 * ``thermal``: ``start_c``, ``end_c`` (SoC °C, ``null`` where unreadable);
+* ``load_average``: ``start``, ``end`` (1-, 5-, 15-minute load: other work on the CPU);
 * ``probes``: [{``name``, ``dtype``, ``threads``, ``shape`` [M, K, N], ``best_ms``,
   ``macs_per_s``, ``runtime``}];
 * ``variants``: [{``name``, ``kind`` (``bundle`` | ``reference``), ``threads``, ``model``
@@ -81,6 +82,10 @@ def _count(value: float | None) -> str:
     return f"{value:.0f}"
 
 
+def _load(values: list[float] | None) -> str:
+    return "–" if not values else "/".join(f"{v:.2f}" for v in values)
+
+
 def input_label(doc: dict[str, Any]) -> str:
     """Column name of the input stage: ``decode`` (JPEG) or ``capture`` (live source)."""
     return "capture" if doc["settings"]["input_stage"]["kind"] == "source-read" else "decode"
@@ -107,7 +112,8 @@ def markdown(doc: dict[str, Any], images: list[str] | None = None) -> str:
         f"- {settings['runs']} timed rounds after {settings['warmup']} warm-up, variants "
         f"interleaved (rotating order); frames: {settings['frames']['origin']}",
         f"- Peak RSS {_mb(doc['memory']['peak_rss_bytes'])} MB; SoC temperature "
-        f"{doc['thermal']['start_c'] or '–'} → {doc['thermal']['end_c'] or '–'} °C",
+        f"{doc['thermal']['start_c'] or '–'} → {doc['thermal']['end_c'] or '–'} °C; load "
+        f"average {_load(doc['load_average']['start'])} → {_load(doc['load_average']['end'])}",
         "",
         "## Latency (ms, median unless marked)",
         "",
@@ -242,7 +248,7 @@ def _stages_figure(plt, doc: dict[str, Any], bundles: list[dict[str, Any]]):
     ax.set_xlabel("median latency per stage (ms)")
     ax.set_title(f"Per-stage latency on {doc['host']['host']} ({doc['host']['cpu_model']})",
                  fontsize=9)
-    ax.legend(fontsize=8, ncol=len(STACKED), loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    ax.legend(fontsize=8, loc="lower right")
     ax.set_xlim(0, max(left) * 1.35)
     return fig
 

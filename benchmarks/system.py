@@ -63,6 +63,14 @@ def cpu_temperature_c() -> float | None:
         return None
 
 
+def load_average() -> list[float] | None:
+    """The 1-, 5- and 15-minute load averages (other work competing for the CPU)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def peak_rss_bytes() -> int:
     """The most resident memory this process has used so far: ``VmHWM`` of
     ``/proc/self/status`` (never below the current RSS), else ``getrusage``'s high-water mark

@@ -155,8 +155,9 @@ def verify(
 
     Returns:
         JSON-ready dict: ``n``, ``float`` and ``converted`` (accuracy, balanced_accuracy,
-        macro_f1), ``balanced_accuracy_drop_points``, ``agreement``, ``kl_divergence``,
-        ``per_class_recall``.
+        macro_f1), ``balanced_accuracy_drop_points``, ``agreement``, ``kl_divergence``, and
+        ``per_class_recall`` and ``confusion`` (rows true, columns predicted), each keyed
+        ``float`` / ``converted``.
     """
     images = np.asarray(images)
     if images.ndim != 4 or len(images) == 0:

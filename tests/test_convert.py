@@ -317,6 +317,9 @@ def test_debugger_ranks_layers_and_float_layers_stay_float(model, train_data, va
     assert interpreter.get_input_details()[0]["dtype"] == np.int8
     report = verify(model, path, *val_data)
     assert not Gate().failures(report)
+    confusion = np.array(report["confusion"]["converted"])
+    assert confusion.shape == (8, 8) and confusion.sum() == report["n"]
+    assert np.trace(confusion) == round(report["converted"]["accuracy"] * report["n"])
 
 
 def test_fit_temperature_cli(model_file, dataset, tmp_path):
@@ -328,13 +331,29 @@ def test_fit_temperature_cli(model_file, dataset, tmp_path):
     assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_saved_model_with_caffe_preprocess_loads_and_converts(tmp_path):
+    from affectlite.convert.converter import load_keras_model
+    from affectlite.train.model import CaffePreprocess
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.GlobalAveragePooling2D()(CaffePreprocess(name="preprocess")(inputs))
+    keras.Model(inputs, keras.layers.Dense(len(LABELS))(x)).save(tmp_path / "m.keras")
+    model = load_keras_model(tmp_path / "m.keras")
+    assert isinstance(model.get_layer("preprocess"), CaffePreprocess)
+    path = convert_model(model, QuantizationConfig.for_float16(), tmp_path)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+    np.testing.assert_allclose(
+        EmotionClassifier(path).logits(pixels), model.predict(pixels, verbose=0), atol=0.05
+    )
+    with pytest.raises(ValueError, match="expected a Keras model file ending in .keras"):
+        load_keras_model(path)
+
+
 @pytest.mark.slow
 def test_resnet50_converts_to_int8_and_runs(tmp_path):
-    from affectlite.convert.converter import load_keras_model
     from affectlite.train.model import build_model
 
-    build_model("resnet50", SIZE, weights=None).save(tmp_path / "resnet50.keras")
-    model = load_keras_model(tmp_path / "resnet50.keras")  # CaffePreprocess deserialises
+    model = build_model("resnet50", SIZE, weights=None)
     images = np.random.default_rng(0).integers(0, 256, (16, SIZE, SIZE, 3), dtype=np.uint8)
     path = convert_model(model, QuantizationConfig.for_int8(images), tmp_path)
     classifier = EmotionClassifier(path)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -165,3 +167,14 @@ def test_interrupted_pack_leaves_no_shards_or_manifest(faces, tmp_path, monkeypa
     with pytest.raises(OSError, match="No space left"):
         packed.pack_split(index, out, 32, policy=CropPolicy(), shard_size=1, progress=False)
     assert list(out.iterdir()) == []
+
+
+def test_readers_and_inspect_run_without_tensorflow(faces):
+    code = (
+        "import sys; sys.modules['tensorflow'] = sys.modules['keras'] = None\n"
+        "from affectlite.cli import main\n"
+        f"sys.exit(main(['data', 'inspect', {str(faces)!r}, '--format', 'folder']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "| happy | 2 | 1 |" in result.stdout

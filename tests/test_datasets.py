@@ -195,6 +195,14 @@ def test_affectnet_csv_without_required_columns_is_rejected_naming_file_and_line
         load_dataset(affectnet, "affectnet")
 
 
+def test_empty_affectnet_csv_is_rejected(affectnet):
+    (affectnet / "Manually_Annotated_file_lists" / "validation.csv").write_bytes(b"")
+    with pytest.raises(
+        DatasetError, match=r"validation\.csv: the file is empty; expected a header"
+    ):
+        load_dataset(affectnet, "affectnet", "val")
+
+
 def test_affectnet_without_image_folder_is_rejected(tmp_path):
     write_text(tmp_path / "training.csv", AFFECTNET_HEADER + "\n")
     with pytest.raises(DatasetError, match="no image folder; expected Manually_Annotated_Images"):
@@ -511,7 +519,6 @@ def test_ferplus_real_data_counts(ferplus_root):
             assert len(index.samples) + len(index.skipped) == rows, mode
             assert sum(index.counts().values()) == len(index.samples)
             assert all(count > 0 for count in index.counts().values()), (mode, index.counts())
-            print(split, mode, len(index.samples), index.counts(), index.skipped_by_reason())
         probability = {s.id: s for s in indices["probability"].samples}
         for sample in indices["majority"].samples:
             assert probability[sample.id].label == sample.label

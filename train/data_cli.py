@@ -125,7 +125,8 @@ def inspect_split(index: DatasetIndex, workers: int, progress: bool = True) -> d
         "width": _spread(widths),
         "height": _spread(heights),
         "grey": grey,
-        f"huge_over_{HUGE_SIDE}px": huge,
+        "huge": huge,
+        "huge_side": HUGE_SIDE,
     }
 
 
@@ -161,7 +162,7 @@ def _markdown(report: dict) -> str:
             lines.append(
                 f"- image size: width {w['min']}–{w['max']} (median {w['median']:g}), height "
                 f"{h['min']}–{h['max']} (median {h['median']:g}); {s['grey']:,} grey; "
-                f"{s[f'huge_over_{HUGE_SIDE}px']:,} over {HUGE_SIDE} px"
+                f"{s['huge']:,} over {s['huge_side']} px"
             )
         lines += [f"- warning: {text}" for text in s["warnings"]]
     return "\n".join(lines)
@@ -184,12 +185,13 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from affectlite.train.readers.packed import pack_split, write_manifest
+    from affectlite.train.readers.packed import MANIFEST, pack_split, write_manifest
 
     if args.size < MIN_FACE_SIDE:
         raise ValueError(f"--size must be at least {MIN_FACE_SIDE}, got {args.size}.")
     policy = CropPolicy(margin=args.margin)
     indices = _indices(args)  # every split is read before anything is written
+    (args.out / MANIFEST).unlink(missing_ok=True)  # the folder is unfinished until the end
     manifest = {
         "root": str(args.path),
         "format": args.format,

@@ -45,13 +45,13 @@ __all__ = [
     "DatasetIndex",
     "Sample",
     "available_splits",
+    "crop_sample",
     "load_crop",
     "load_dataset",
     "load_image",
     "split_holdout",
 ]
 
-FORMATS = ("affectnet", "affectnet7", "fer2013", "fer2013-folder", "ferplus", "rafdb", "folder")
 FERPLUS_MODES = ferplus.MODES
 HUGE_SIDE = 8192
 """Images with a longer side than this are decoded and cropped as usual, but flagged by inspect."""
@@ -59,24 +59,17 @@ MAX_IMAGE_PIXELS = 100_000_000
 """Images whose header claims more pixels are refused before decoding (corrupt header or a
 decompression bomb); no face photo needs 100 megapixels."""
 
-_READERS: dict[str, Callable[..., DatasetIndex]] = {
-    "affectnet": affectnet.read,
-    "affectnet7": partial(affectnet.read, seven=True),
-    "fer2013": fer2013.read,
-    "fer2013-folder": partial(folder.read, fer2013=True),
-    "ferplus": ferplus.read,
-    "rafdb": rafdb.read,
-    "folder": folder.read,
+_FORMATS: dict[str, tuple[Callable[..., DatasetIndex], Callable[[Path], tuple[str, ...]]]] = {
+    "affectnet": (affectnet.read, affectnet.splits),
+    "affectnet7": (partial(affectnet.read, seven=True), affectnet.splits),
+    "fer2013": (fer2013.read, fer2013.splits),
+    "fer2013-folder": (partial(folder.read, fer2013=True), folder.splits),
+    "ferplus": (ferplus.read, ferplus.splits),
+    "rafdb": (rafdb.read, rafdb.splits),
+    "folder": (folder.read, folder.splits),
 }
-_SPLITS: dict[str, Callable[[Path], tuple[str, ...]]] = {
-    "affectnet": affectnet.splits,
-    "affectnet7": affectnet.splits,
-    "fer2013": fer2013.splits,
-    "fer2013-folder": folder.splits,
-    "ferplus": ferplus.splits,
-    "rafdb": rafdb.splits,
-    "folder": folder.splits,
-}
+"""Each format's reader ``(root, split) -> DatasetIndex`` and its ``splits(root)``."""
+FORMATS: tuple[str, ...] = tuple(_FORMATS)
 
 
 def _choice(value: str, choices: tuple[str, ...], what: str) -> None:
@@ -94,7 +87,7 @@ def _existing(root: str | Path) -> Path:
 def available_splits(root: str | Path, format: str) -> tuple[str, ...]:
     """The splits (of ``train``, ``val``, ``test``) that the dataset at ``root`` provides."""
     _choice(format, FORMATS, "dataset format")
-    return _SPLITS[format](_existing(root))
+    return _FORMATS[format][1](_existing(root))
 
 
 def load_dataset(
@@ -127,7 +120,7 @@ def load_dataset(
     if format == "ferplus":
         index = ferplus.read(root, split, ferplus_mode)
     else:
-        index = _READERS[format](root, split)
+        index = _FORMATS[format][0](root, split)
     if check_files:
         _check_files(index)
     if not index.samples:

@@ -9,6 +9,7 @@ facial_landmarks,expression,valence,arousal``. Expressions 0–7 are emotions; 8
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from affectlite.edge_app.labels import AFFECTNET, LABELS, LABELS_7
@@ -18,8 +19,7 @@ from affectlite.train.readers.base import (
     DatasetIndex,
     Sample,
     Skip,
-    column_indices,
-    csv_rows,
+    csv_table,
     find_child,
     no_split,
     parse_box,
@@ -83,26 +83,21 @@ def read(root: Path, split: str, *, seven: bool = False) -> DatasetIndex:
             )
         raise no_split(root, format_, split, splits(root))
     images = _image_folder(root)
-    rows = csv_rows(label_file)
-    try:
-        _, header = next(rows)
-    except StopIteration:
-        raise DatasetError(f"{label_file}: the file is empty.") from None
-    columns = column_indices(label_file, header, COLUMNS)
+    width, columns, rows = csv_table(label_file, COLUMNS)
     box_columns = [columns[name] for name in COLUMNS[1:5]]
     collect = Collector()
     for line, fields in rows:
         where = f"{label_file.name}:{line}"
         try:
-            if len(fields) != len(header):
-                raise Skip(f"malformed row: {len(fields)} fields, the header has {len(header)}")
+            if len(fields) != width:
+                raise Skip(f"malformed row: {len(fields)} fields, the header has {width}")
             label = _label(fields[columns["expression"]], seven)
             relative = relative_path(fields[columns["subDirectory_filePath"]])
             box = parse_box([fields[i] for i in box_columns])
         except Skip as skip:
             collect.skip(where, str(skip))
             continue
-        collect.add(where, Sample(relative, label, str(images / relative), box))
+        collect.add(where, Sample(relative, label, os.path.join(images, relative), box))
     classes = LABELS_7 if seven else LABELS
     return DatasetIndex(
         "AffectNet", format_, split, str(root), collect.samples, classes, collect.skipped

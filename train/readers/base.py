@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import math
+import posixpath
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 import numpy as np
@@ -131,6 +132,27 @@ def _decoded_lines(path: Path, handle: BinaryIO) -> Iterator[str]:
             ) from None
 
 
+def csv_table(
+    path: Path, required: Sequence[str]
+) -> tuple[int, dict[str, int], Iterator[tuple[int, list[str]]]]:
+    """Opens a CSV with a header line.
+
+    Returns:
+        the number of header fields, each required column's position, and the remaining rows.
+
+    Raises:
+        DatasetError: naming the file when it is empty or lacks required columns.
+    """
+    rows = csv_rows(path)
+    try:
+        _, header = next(rows)
+    except StopIteration:
+        raise DatasetError(
+            f"{path}: the file is empty; expected a header naming {', '.join(required)}."
+        ) from None
+    return len(header), column_indices(path, header, required), rows
+
+
 def column_indices(path: Path, header: Sequence[str], required: Sequence[str]) -> dict[str, int]:
     """Maps each required column name to its position in ``header`` (case-insensitive).
 
@@ -168,11 +190,11 @@ def parse_box(values: Sequence[str]) -> tuple[float, float, float, float]:
 
 
 def relative_path(text: str) -> str:
-    """A file path from a label file, which must stay inside the dataset folder."""
-    path = PurePosixPath(text.strip().replace("\\", "/"))
-    if not text.strip() or path.is_absolute() or ".." in path.parts:
+    """A file path from a label file, normalised; it must stay inside the dataset folder."""
+    path = posixpath.normpath(text.strip().replace("\\", "/")) if text.strip() else ""
+    if not path or path.startswith("/") or path == ".." or path.startswith("../"):
         raise Skip(f"bad path: {text!r} must be relative to the dataset folder")
-    return path.as_posix()
+    return path
 
 
 def find_child(folder: Path, names: Sequence[str]) -> Path | None:

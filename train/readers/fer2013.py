@@ -20,8 +20,7 @@ from affectlite.train.readers.base import (
     DatasetIndex,
     Sample,
     Skip,
-    column_indices,
-    csv_rows,
+    csv_table,
     parse_int,
 )
 
@@ -65,18 +64,13 @@ def parse_pixels(text: str) -> np.ndarray:
 
 def read(root: Path, split: str) -> DatasetIndex:
     path = csv_file(root)
-    rows = csv_rows(path)
-    try:
-        _, header = next(rows)
-    except StopIteration:
-        raise DatasetError(f"{path}: the file is empty.") from None
-    columns = column_indices(path, header, COLUMNS)
+    width, columns, rows = csv_table(path, COLUMNS)
     collect = Collector()
     for line, fields in rows:
         where = f"{path.name}:{line}"
         try:
-            if len(fields) != len(header):
-                raise Skip(f"malformed row: {len(fields)} fields, the header has {len(header)}")
+            if len(fields) != width:
+                raise Skip(f"malformed row: {len(fields)} fields, the header has {width}")
             usage = fields[columns["Usage"]].strip()
             if USAGE.get(usage.lower()) is None:
                 raise Skip(f"unknown Usage: {usage!r} (expected Training, PublicTest, PrivateTest)")

@@ -20,6 +20,7 @@ unknown, not-a-face). How votes become labels (``mode``):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,6 @@ from affectlite.train.readers.base import (
     Skip,
     csv_rows,
     find_child,
-    no_split,
     parse_box,
     parse_int,
     relative_path,
@@ -45,19 +45,17 @@ FULL_FRAME = (0.0, 0.0, 48.0, 48.0)
 """FER+'s box for every FER2013 face: the whole 48×48 image, i.e. the image is a face crop."""
 EMOTIONS = len(FERPLUS)
 _NON_EMOTIONS = FERPLUS_COLUMNS[EMOTIONS:]
+_KIT_COLUMNS = np.array([column for _, column in sorted((v, k) for k, v in FERPLUS.items())])
+"""For each kit label in ``LABELS`` order, its FER+ vote column."""
 
 
 def _folder(root: Path, split: str) -> Path | None:
-    folder = find_child(root, [SPLIT_FOLDERS[split]]) if split in SPLIT_FOLDERS else None
+    folder = find_child(root, [SPLIT_FOLDERS[split]])
     return folder if folder is not None and (folder / "label.csv").is_file() else None
 
 
 def splits(root: Path) -> tuple[str, ...]:
     return tuple(split for split in SPLIT_FOLDERS if _folder(root, split) is not None)
-
-
-_KIT_COLUMNS = np.array([column for _, column in sorted((v, k) for k, v in FERPLUS.items())])
-"""For each kit label in ``LABELS`` order, its FER+ vote column."""
 
 
 def _to_kit(votes: np.ndarray) -> np.ndarray:
@@ -107,9 +105,7 @@ def read(root: Path, split: str, mode: str = "majority") -> DatasetIndex:
         raise ValueError(f"FER+ mode must be one of {', '.join(MODES)}, got {mode!r}.")
     folder = _folder(root, split)
     if folder is None:
-        if split in SPLIT_FOLDERS:
-            raise DatasetError(f"{root}: {SPLIT_FOLDERS[split]}/label.csv not found.")
-        raise no_split(root, "ferplus", split, splits(root))
+        raise DatasetError(f"{root}: {SPLIT_FOLDERS[split]}/label.csv not found.")
     label_file = folder / "label.csv"
     collect = Collector()
     for line, fields in csv_rows(label_file):
@@ -127,7 +123,7 @@ def read(root: Path, split: str, mode: str = "majority") -> DatasetIndex:
             collect.skip(where, str(skip))
             continue
         relative = f"{folder.name}/{name}"
-        collect.add(where, Sample(relative, label, str(folder / name), box, soft))
+        collect.add(where, Sample(relative, label, os.path.join(folder, name), box, soft))
     return DatasetIndex(
         "FER+", "ferplus", split, str(root), collect.samples, LABELS, collect.skipped
     )

@@ -87,29 +87,20 @@ def _collect(root: Path, folder: Path, label: int, collect: Collector) -> int:
 def read(root: Path, split: str, *, fer2013: bool = False) -> DatasetIndex:
     """Reads one split of a class-per-folder dataset (``fer2013``: FER2013's folder names)."""
     format_ = "fer2013-folder" if fer2013 else "folder"
-    split_folders = _split_folders(root)
-    if split_folders:
-        if split not in split_folders:
-            raise no_split(root, format_, split, tuple(split_folders))
-        folder = split_folders[split]
-        # Classes are the union over all splits, so every split of one dataset agrees.
-        labels = {
-            label
-            for other in split_folders.values()
-            for label in _class_folders(other, fer2013).values()
-        }
-    elif split == "train":
-        folder, labels = root, set()
-    else:
-        raise no_split(root, format_, split, ("train",))
+    split_folders = _split_folders(root) or {"train": root}
+    if split not in split_folders:
+        raise no_split(root, format_, split, tuple(split_folders))
+    # Every split's class folders are checked, and classes are their union, so that all
+    # splits of one dataset agree on the classes.
+    class_folders = {name: _class_folders(path, fer2013) for name, path in split_folders.items()}
     collect, warnings = Collector(), []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    for path in sorted(p for p in split_folders[split].iterdir() if p.is_file()):
         collect.skip(path.relative_to(root).as_posix(), "outside a class folder")
-    for class_folder, label in _class_folders(folder, fer2013).items():
-        labels.add(label)
+    for class_folder, label in class_folders[split].items():
         if _collect(root, class_folder, label, collect) == 0:
             warnings.append(f"empty class folder: {class_folder.relative_to(root).as_posix()}")
-    classes = LABELS_7 if fer2013 else tuple(LABELS[i] for i in sorted(labels))
+    labels = sorted({label for folders in class_folders.values() for label in folders.values()})
+    classes = LABELS_7 if fer2013 else tuple(LABELS[i] for i in labels)
     name = "FER2013" if fer2013 else root.name
     return DatasetIndex(
         name, format_, split, str(root), collect.samples, classes, collect.skipped, warnings

@@ -8,6 +8,7 @@ their face boxes from ``Annotation/boundingbox/<stem>_boundingbox.txt`` (``x0 y0
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from affectlite.edge_app.labels import LABELS_7, RAFDB
@@ -94,7 +95,7 @@ def read(root: Path, split: str) -> DatasetIndex:
         except Skip as skip:
             collect.skip(where, str(skip))
             continue
-        collect.add(where, Sample(relative, RAFDB[label], str(root / relative), box))
+        collect.add(where, Sample(relative, RAFDB[label], os.path.join(root, relative), box))
     return DatasetIndex(
         "RAF-DB", "rafdb", split, str(root), collect.samples, LABELS_7, collect.skipped
     )
