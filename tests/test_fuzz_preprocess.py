@@ -132,6 +132,7 @@ def test_decode_image_returns_rgb_or_raises_image_error(data):
 @FUZZ
 @given(st.one_of(st.binary(max_size=256), ENCODED, CORRUPT))
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on corrupt TIFF tags
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_load_image_on_corrupt_files_returns_rgb_or_raises_image_error(tmp_path_factory, data):
     """The training loader adds a header check (Pillow) before OpenCV; it must hold up too."""
     path = tmp_path_factory.mktemp("fuzz") / "face.img"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from affectlite.edge_app.labels import NUM_CLASSES
 from affectlite.edge_app.preprocess import CropPolicy, crop_face
 from affectlite.train.synthetic import SYNTHETIC_NOTE, make_dataset, make_scene, render_face

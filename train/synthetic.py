@@ -2,12 +2,14 @@
 
 Every face is drawn by the same function from a random identity (face shape, skin tone, hair,
 feature sizes and spacing), a random pose, lighting, blur, noise and a cluttered background; the
-class changes only the expression geometry (brows, eyelids, mouth, nose wrinkle, cheek folds) at a
-random intensity. Accuracy on this data says the pipeline works, not that a model reads real
+class changes only the expression geometry (brows, eyelids, mouth, nose wrinkle, cheek folds).
+Expressions are cartoon extremes at 85–100 % intensity, with thick lines and large features, and
+the nuisance (roll ±10°, blur, noise, lighting) is moderate, so the eight classes stay clearly
+separable at 48 px. Accuracy on this data says the pipeline works, not that a model reads real
 faces: print :data:`SYNTHETIC_NOTE` beside it.
 
-Faces are drawn anti-aliased at a high internal resolution, downsampled with area averaging and
-then warped into the frame, so any output size (32..224 px and beyond) looks clean.
+Faces are drawn anti-aliased as a premultiplied RGBA layer at 2–3× resolution, area-downsampled
+and warped into the frame, so any output size (32..224 px and beyond) looks clean.
 :func:`make_dataset` renders each face in a larger frame and crops it with the device's
 :func:`~affectlite.edge_app.preprocess.crop_face`, so training sees exactly the device crop.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from affectlite.edge_app.labels import LABELS, NUM_CLASSES
 from affectlite.edge_app.preprocess import Box, CropPolicy, crop_face
 
@@ -176,74 +179,71 @@ _HAIRS = np.array(
 _IRISES = np.array([(60, 40, 25), (90, 120, 160), (80, 110, 70), (40, 30, 25)])
 
 
+_IDENTITY_RANGES = {  # (low, high) of each uniformly drawn proportion
+    "skin_mix": (0, 0.4),  # toward a second skin tone
+    "skin_gain": (0.92, 1.05),
+    "hair_gain": (0.8, 1.15),
+    "lip_skin": (0.5, 0.65),
+    "lip_red": (0.3, 0.45),
+    "iris_gain": (0.8, 1.2),
+    "width": (0.72, 0.86),
+    "eye_y": (-0.17, -0.09),
+    "eye_spacing": (0.4, 0.46),  # × width
+    "eye_size": (0.15, 0.18),
+    "eye_tilt": (-0.015, 0.015),
+    "gaze_x": (-0.25, 0.25),
+    "gaze_y": (-0.1, 0.1),
+    "brow_gap": (0.15, 0.19),
+    "brow_thickness": (0.08, 0.11),
+    "brow_arch": (0.0, 0.04),
+    "nose_y": (0.2, 0.26),
+    "mouth_y": (0.5, 0.56),
+    "mouth_half_width": (0.33, 0.38),  # × width
+    "lip_height": (0.05, 0.07),
+    "hair_line": (-0.62, -0.48),
+    "hair_angle": (-10, 10),
+    "yaw": (-0.06, 0.06),
+}
+_RANGE_LOW, _RANGE_HIGH = np.array(list(_IDENTITY_RANGES.values()), np.float64).T
+
+
 def sample_identity(rng: np.random.Generator) -> Identity:
     """Draws a random face identity."""
-    # one batch of uniforms keeps this cheap; each row is (low, high) for one proportion
-    low, high = _IDENTITY_RANGES.T
-    v = low + (high - low) * rng.random(len(low))
-    (mix, hair_gain, lip_skin, lip_red, width, eye_y, spacing, eye_size, tilt, gx, gy) = v[:11]
-    (brow_gap, brow_thick, brow_arch, nose_y, mouth_y, mouth_w, lip_h) = v[11:18]
-    (hair_line, hair_angle, skin_gain, iris_gain, yaw) = v[18:]
+    drawn = _RANGE_LOW + (_RANGE_HIGH - _RANGE_LOW) * rng.random(len(_RANGE_LOW))
+    v = dict(zip(_IDENTITY_RANGES, drawn.tolist(), strict=True))
     pick = rng.integers((len(_SKINS) - 1, len(_SKINS), len(_HAIRS), len(_IRISES)))
     skin = _SKINS[pick[0]]
-    skin = (skin + (_SKINS[pick[1]] - skin) * mix) * skin_gain
-    hair = _HAIRS[pick[2]] * hair_gain
+    skin = (skin + (_SKINS[pick[1]] - skin) * v["skin_mix"]) * v["skin_gain"]
+    hair = _HAIRS[pick[2]] * v["hair_gain"]
     brow = np.minimum(hair * 0.75, skin * 0.5)  # brows always stand out from the skin
-    lips = skin * lip_skin + np.array([150, 50, 60]) * lip_red
+    lips = skin * v["lip_skin"] + np.array([150, 50, 60]) * v["lip_red"]
+    width = v["width"]
     return Identity(
         width=width,
-        eye_y=eye_y,
-        eye_spacing=width * spacing,
-        eye_size=eye_size,
-        eye_tilt=tilt,
-        gaze=(gx, gy),
-        brow_gap=brow_gap,
-        brow_thickness=brow_thick,
-        brow_arch=brow_arch,
-        nose_y=nose_y,
-        mouth_y=mouth_y,
-        mouth_half_width=width * mouth_w,
-        lip_height=lip_h,
+        eye_y=v["eye_y"],
+        eye_spacing=width * v["eye_spacing"],
+        eye_size=v["eye_size"],
+        eye_tilt=v["eye_tilt"],
+        gaze=(v["gaze_x"], v["gaze_y"]),
+        brow_gap=v["brow_gap"],
+        brow_thickness=v["brow_thickness"],
+        brow_arch=v["brow_arch"],
+        nose_y=v["nose_y"],
+        mouth_y=v["mouth_y"],
+        mouth_half_width=width * v["mouth_half_width"],
+        lip_height=v["lip_height"],
         hair_style=int(rng.choice(3, p=(0.15, 0.5, 0.35))),
-        hair_line=hair_line,
-        hair_angle=hair_angle,
+        hair_line=v["hair_line"],
+        hair_angle=v["hair_angle"],
         skin=_col(skin),
         hair=_col(hair),
         brow=_col(brow),
         lips=_col(lips),
-        iris=_col(_IRISES[pick[3]] * iris_gain),
+        iris=_col(_IRISES[pick[3]] * v["iris_gain"]),
         cloth=_col(rng.uniform(20, 235, 3)),
-        yaw=yaw,
+        yaw=v["yaw"],
     )
 
-
-_IDENTITY_RANGES = np.array(
-    [
-        (0, 0.4),  # skin mix toward a second tone
-        (0.8, 1.15),  # hair gain
-        (0.5, 0.65),  # lips: skin share
-        (0.3, 0.45),  # lips: red share
-        (0.72, 0.86),  # width
-        (-0.17, -0.09),  # eye_y
-        (0.4, 0.46),  # eye spacing / width
-        (0.15, 0.18),  # eye size
-        (-0.015, 0.015),  # eye tilt
-        (-0.25, 0.25),  # gaze x
-        (-0.1, 0.1),  # gaze y
-        (0.15, 0.19),  # brow gap
-        (0.08, 0.11),  # brow thickness
-        (0.0, 0.04),  # brow arch
-        (0.2, 0.26),  # nose_y
-        (0.5, 0.56),  # mouth_y
-        (0.33, 0.38),  # mouth half width / width
-        (0.05, 0.07),  # lip height
-        (-0.62, -0.48),  # hair line
-        (-10, 10),  # hair angle
-        (0.92, 1.05),  # skin gain
-        (0.8, 1.2),  # iris gain
-        (-0.06, 0.06),  # yaw
-    ]
-)
 
 _JITTER = {
     "eye_upper": 0.06,
@@ -364,6 +364,7 @@ def draw_face(identity: Identity, expression: Expression, side: int) -> np.ndarr
     for s in (-1, 1):
         _draw_eye(c, identity, expression, s)
         _draw_brow(c, identity, expression, s)
+    _draw_frown(c, identity, expression)
     _draw_nose(c, identity, expression)
     _draw_mouth(c, identity, expression)
     return c.image
@@ -428,18 +429,25 @@ def _draw_eye(c: _Canvas, idt: Identity, ex: Expression, s: int) -> None:
         c.line(bag, _mix(idt.skin, _shade(idt.skin, 0.65), min(ex.cheek, 1.0)), 0.02)
 
 
+_BROW_TAPER = np.linspace(0.55, 0.35, 8)[:, None] * (0, 1)  # brow half-thickness along it
+
+
 def _draw_brow(c: _Canvas, idt: Identity, ex: Expression, s: int) -> None:
     ew, base = idt.eye_size, idt.eye_y - idt.brow_gap - ex.brow_raise
     inner = (s * (idt.eye_spacing - ew * 0.95 - ex.brow_squeeze), base - ex.brow_inner)
     outer = (s * (idt.eye_spacing + ew * 1.3), base + 0.02 + 0.3 * ex.brow_inner)
     mid_y = base - idt.brow_arch - ex.brow_arch - 0.02 - ex.brow_inner * 0.3
     centre = _curve(inner, (s * (idt.eye_spacing + ew * 0.2), mid_y), outer)
-    half = idt.brow_thickness * np.linspace(0.55, 0.35, len(centre))[:, None] * (0, 1)
+    half = idt.brow_thickness * _BROW_TAPER
     c.poly(np.vstack([centre - half, (centre + half)[::-1]]), idt.brow)
-    if ex.brow_inner < -0.09 and s > 0:  # vertical frown lines between lowered brows
-        for k in (-1, 1):
-            x = k * 0.035
-            c.line(np.array([(x, base - 0.02), (x * 1.4, base + 0.1)]), _shade(idt.skin, 0.6), 0.022)
+
+
+def _draw_frown(c: _Canvas, idt: Identity, ex: Expression) -> None:
+    """Vertical lines between strongly lowered inner brows (anger)."""
+    if ex.brow_inner < -0.09:
+        y = idt.eye_y - idt.brow_gap - ex.brow_raise
+        for x in (-0.035, 0.035):
+            c.line(np.array([(x, y - 0.02), (x * 1.4, y + 0.1)]), _shade(idt.skin, 0.6), 0.022)
 
 
 def _draw_nose(c: _Canvas, idt: Identity, ex: Expression) -> None:
@@ -518,7 +526,9 @@ class Pose:
 
 def sample_pose(rng: np.random.Generator) -> Pose:
     """Draws a random head pose: up to ±10° roll, ±8 % scale, mild yaw squash."""
-    angle, scale, squash, dx, dy = rng.uniform((-10, 0.92, 0.88, -0.04, -0.04), (10, 1.08, 1, 0.04, 0.04))
+    angle, scale, squash, dx, dy = rng.uniform(
+        (-10, 0.92, 0.88, -0.04, -0.04), (10, 1.08, 1, 0.04, 0.04)
+    )
     return Pose(angle, scale, squash, (dx, dy))
 
 
