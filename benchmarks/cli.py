@@ -210,6 +210,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.bundle and not args.reference:
         print("affectlite bench: give at least one --bundle or --reference.", file=sys.stderr)
         return 2
+    if args.source and not args.bundle:
+        print("affectlite bench: --source feeds bundles; add a --bundle.", file=sys.stderr)
+        return 2
     if args.warmup < 0:
         print(f"affectlite bench: --warmup must be >= 0, got {args.warmup}.", file=sys.stderr)
         return 2

@@ -15,8 +15,9 @@ Per round a bundle variant does, timed with ``time.perf_counter``:
   invoke, dequantize, softmax), ``post`` (tracking and smoothing): the pipeline's own timers
   (:class:`affectlite.edge_app.pipeline.Pipeline`), and ``pipeline``, their total;
 * ``end_to_end``: input + pipeline, timed around both;
-* ``classifier_only``: the classifier alone on a fixed face crop (batch 1): quantize, set the
-  input, invoke, read and dequantize the logits (``EmotionClassifier.logits``).
+* ``classifier_only``: the classifier alone on a fixed crop (the largest face the detector
+  finds in the first frame; batch 1): quantize, set the input, invoke, read and dequantize
+  the logits (``EmotionClassifier.logits``).
 
 A reference variant does only ``classifier_only``: set a fixed random input of the model's
 own shape and dtype, invoke, read the outputs. Warm-up rounds are not recorded. Statistics
@@ -173,14 +174,13 @@ class _Runner:
         self.variant = variant
         rss_before = system.current_rss_bytes()
         if variant.bundle is not None:
+            if frame is None:
+                raise ValueError(f"{variant.name}: a bundle variant needs frames.")
             self.bundle = load_bundle(variant.bundle)
             self.pipeline = Pipeline(self.bundle, PipelineConfig(num_threads=variant.threads))
             self.classifier_path = self.bundle.classifier_path
             self.runtime = self.pipeline.classifier.runtime
-            if frame is None:
-                raise ValueError(f"{variant.name}: a bundle variant needs frames.")
-            size, policy = self.bundle.input_size, self.bundle.crop_policy
-            self._crop = crop_face(frame, None, size, policy)[None]
+            self._crop = self._face_crop(frame)[None]
             self._classify = lambda: self.pipeline.classifier.logits(self._crop)
         else:
             self.bundle = self.pipeline = None
@@ -192,6 +192,13 @@ class _Runner:
         self.samples: dict[str, list[float]] = {}
         self.faces: list[int] = []
         self._last_faces: int | None = None
+
+    def _face_crop(self, frame: np.ndarray) -> np.ndarray:
+        """The crop of the largest face the detector finds in ``frame`` (the centre crop of the
+        frame where it finds none)."""
+        faces = self.pipeline.detector.detect(frame)
+        box = faces[0].box if faces else None
+        return crop_face(frame, box, self.bundle.input_size, self.bundle.crop_policy)
 
     def _fill_inputs(self) -> None:
         """Fixed random inputs of the model's own shapes and dtypes (pixel range for floats)."""

@@ -217,6 +217,22 @@ def test_bench_interleaves_variants(tiny_bundle, face_frames, monkeypatch):
     assert calls == expected
 
 
+def test_bench_reads_a_source(tiny_bundle, face_frames, tmp_path):
+    video = write_loop_video(face_frames, tmp_path / "clip.avi")
+    source = open_source(str(video), loop=True)
+    try:
+        result = run_benchmark([Variant.for_bundle(tiny_bundle.path, 1)], [source.read()],
+                               runs=5, warmup=1, source=source, probe=False)
+    finally:
+        source.close()
+    doc = result.to_dict()
+    assert doc["settings"]["input_stage"] == {"kind": "source-read", "source": str(video)}
+    assert doc["settings"]["frames"]["origin"] == str(video)
+    entry = doc["variants"][0]
+    assert len(entry["samples_ms"]["input"]) == 5 and entry["faces_per_frame"] == 1
+    assert entry["limit"] is None and doc["probes"] == []
+
+
 def test_bench_rejects_bad_input(tiny_bundle, face_frames):
     variant = Variant.for_bundle(tiny_bundle.path, 1)
     with pytest.raises(ValueError, match="at least one"):
