@@ -221,7 +221,7 @@ def _markdown(metrics: dict, out: Path) -> str:
         "",
         "## Latency",
         "",
-        metrics.get("latency_markdown", "(see bench/)"),
+        *_latency_lines(metrics["latency"]),
         "",
         "## Files",
         "",
@@ -235,6 +235,23 @@ def _markdown(metrics: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
+def _latency_lines(latency: dict) -> list[str]:
+    rows = [
+        f"| {name} | {v['threads']} | {v['classifier_only_median_ms']:.2f} | "
+        f"{v['end_to_end_median_ms']:.2f} | {v['fps']:.1f} |"
+        for name, v in latency["variants"].items()
+    ]
+    return [
+        "Median latency on this machine (LiteRT; face detection + crop + classification of "
+        "640×480 frames). Per-stage tables and plots: "
+        f"[`{latency['report']}`]({latency['report']}).",
+        "",
+        "| bundle | threads | classifier ms | end-to-end ms | FPS |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def _summary(metrics: dict) -> None:
     test = metrics["test"]
     console.print(
@@ -243,3 +260,26 @@ def _summary(metrics: dict) -> None:
         f"agreement with float {test['int8_agreement_with_float']:.4f}, size ×"
         f"{metrics['sizes_bytes']['float32_over_int8']:.2f} smaller, {metrics['wall_seconds']:.0f} s"
     )
+
+
+def _benchmark(results: dict, config: DemoConfig, out: Path) -> dict:
+    """Interleaved per-stage latency of the int8 and float32 bundles on this machine."""
+    from affectlite.benchmarks.latency import make_variants, run_benchmark, sample_frames
+    from affectlite.benchmarks.report import write_report
+
+    bundles = [results["int8"]["bundle"].path, results["float32"]["bundle"].path]
+    variants = make_variants(bundles, [], [config.threads])
+    frames, origin = sample_frames()
+    result = run_benchmark(variants, frames, runs=config.bench_runs, warmup=5,
+                           frames_origin=origin)
+    paths = write_report(result, out / "bench")
+    summary = {}
+    for variant in result.variants:
+        stages = variant["stages_ms"]
+        summary[variant["name"]] = {
+            "end_to_end_median_ms": stages["end_to_end"]["median"],
+            "classifier_only_median_ms": stages["classifier_only"]["median"],
+            "fps": variant["fps"],
+            "threads": variant["threads"],
+        }
+    return {"variants": summary, "report": str(paths["markdown"].relative_to(out))}
