@@ -146,3 +146,28 @@ def test_ferplus_subset_trains_clearly_above_chance(ferplus_root, tmp_path):
     assert report["n"] >= 700
     assert report["accuracy"] > majority + 0.05, (report["accuracy"], majority)
     assert report["balanced_accuracy"] > 0.2
+
+
+def test_in_model_preprocessing_survives_int8(tmp_path):
+    """The ResNet50 normalisation layer alone, int8-converted, stays within a few steps."""
+    import keras
+
+    from affectlite.convert.converter import convert_model
+    from affectlite.convert.quantization import QuantizationConfig
+    from affectlite.edge_app.runtime import load_interpreter
+    from affectlite.train.model import CaffePreprocess
+
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, CaffePreprocess()(inputs))
+    images = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3)).astype(np.uint8)
+    path = convert_model(model, QuantizationConfig.for_int8(images), tmp_path)
+    interpreter, _ = load_interpreter(path, num_threads=1)
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    in_scale, in_zero = source["quantization"]
+    out_scale, out_zero = target["quantization"]
+    image = images[:1].astype(np.float32)
+    interpreter.set_tensor(source["index"], np.round(image / in_scale + in_zero).astype(np.int8))
+    interpreter.invoke()
+    got = (interpreter.get_tensor(target["index"]).astype(np.float32) - out_zero) * out_scale
+    expected = image[..., ::-1] - np.array(CaffePreprocess.MEAN_BGR, np.float32)
+    assert np.abs(got - expected).max() <= 3 * out_scale
