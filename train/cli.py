@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"train {len(train_split.ids)} images, validation {len(val_split.ids)} images → {run_dir}")
     try:
         report = train(config, train_split, val_split, run_dir, resume=bool(args.resume),
-                       data_summary=summary)
+                       data_summary=summary, verbose=1 if sys.stdout.isatty() else 2)
     except RunFolderError as error:
         print(f"affectlite train: {error}", file=sys.stderr)
         return 2
