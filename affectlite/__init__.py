@@ -1,3 +1,3 @@
-"""affectlite: on-device facial emotion recognition (train → int8 TFLite → Raspberry Pi / Android)."""
+"""affectlite: on-device facial emotion recognition (train, int8 TFLite, Raspberry Pi, Android)."""
 
 __version__ = "0.1.0"

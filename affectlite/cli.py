@@ -17,7 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("affectlite.demo", "whole flow on the embedded synthetic faces, no download"),
     "data": ("affectlite.train.data_cli", "inspect or pack an expression dataset"),
     "train": ("affectlite.train.cli", "train the ResNet50 (or mobile) classifier"),
-    "evaluate": ("affectlite.train.evaluate", "score a Keras model, .tflite or bundle on a dataset"),
+    "evaluate": (
+        "affectlite.train.evaluate",
+        "score a Keras model, .tflite or bundle on a dataset",
+    ),
     "calibrate": ("affectlite.calibration.cli", "build the representative set / fit temperature"),
     "convert": ("affectlite.convert.cli", "quantize to TFLite, verify, gate and write a bundle"),
     "bench": ("affectlite.benchmarks.cli", "measure per-stage latency of bundles on this device"),

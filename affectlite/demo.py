@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
 from affectlite.edge_app.labels import LABELS
@@ -95,20 +94,34 @@ def run_demo(config: DemoConfig, out: Path) -> dict:
 
     t = _stage(2, f"train ResNet50 from scratch, {config.epochs} epochs")
     train_config = TrainConfig(
-        input_size=size, weights="none", epochs=config.epochs, batch_size=config.batch_size,
-        augment=False, label_smoothing=0.0, seed=config.seed,
+        input_size=size,
+        weights="none",
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        augment=False,
+        label_smoothing=0.0,
+        seed=config.seed,
     )
-    summary = {"dataset": "synthetic", "note": synthetic.SYNTHETIC_NOTE,
-               "train": len(splits["train"].ids), "val": len(splits["val"].ids)}
-    float_report = train(train_config, splits["train"], splits["val"], out / "train",
-                         verbose=2, data_summary=summary)
+    summary = {
+        "dataset": "synthetic",
+        "note": synthetic.SYNTHETIC_NOTE,
+        "train": len(splits["train"].ids),
+        "val": len(splits["val"].ids),
+    }
+    float_report = train(
+        train_config, splits["train"], splits["val"], out / "train", verbose=2, data_summary=summary
+    )
     model = keras.models.load_model(out / "train" / "best.keras")
     _done(t, f"(val balanced accuracy {float_report['balanced_accuracy']:.3f}, synthetic)")
 
     t = _stage(3, "representative set (training split only)")
     representative = build_representative(
-        splits["train"].images, splits["train"].labels, splits["train"].ids,
-        n=config.representative, seed=config.seed, source="synthetic train split",
+        splits["train"].images,
+        splits["train"].labels,
+        splits["train"].ids,
+        n=config.representative,
+        seed=config.seed,
+        source="synthetic train split",
         exclude_ids=splits["val"].ids + splits["test"].ids,
     )
     representative.save(out / "representative")
@@ -124,12 +137,18 @@ def run_demo(config: DemoConfig, out: Path) -> dict:
         tflite = convert_model(model, quantization, out / f"convert-{mode}")
         verification = verify(model, tflite, test.images, test.labels)
         bundle = export_bundle(
-            tflite, out / f"bundle-{mode}", quantization,
-            metrics={"test_synthetic": verification}, training_data=summary,
+            tflite,
+            out / f"bundle-{mode}",
+            quantization,
+            metrics={"test_synthetic": verification},
+            training_data=summary,
             model_name=model.name,
         )
-        results[mode] = {"bundle": bundle, "verification": verification,
-                         "bytes": bundle.classifier_path.stat().st_size}
+        results[mode] = {
+            "bundle": bundle,
+            "verification": verification,
+            "bytes": bundle.classifier_path.stat().st_size,
+        }
     _done(t)
     metrics = _metrics(config, float_report, results, time.perf_counter() - started)
 
@@ -142,10 +161,15 @@ def run_demo(config: DemoConfig, out: Path) -> dict:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     for mode in results:
         verification = results[mode]["verification"]
-        report = {**verification["converted"], "n": verification["n"], "labels": list(LABELS),
-                  "confusion": verification["confusion"]["converted"]}
-        plots.confusion_png(report, out / f"confusion-{mode}.png",
-                            f"{mode} TFLite, held-out synthetic test split")
+        report = {
+            **verification["converted"],
+            "n": verification["n"],
+            "labels": list(LABELS),
+            "confusion": verification["confusion"]["converted"],
+        }
+        plots.confusion_png(
+            report, out / f"confusion-{mode}.png", f"{mode} TFLite, held-out synthetic test split"
+        )
     (out / "report.md").write_text(_markdown(metrics, out))
     _done(t)
     _summary(metrics)
@@ -174,8 +198,11 @@ def _metrics(config: DemoConfig, float_report: dict, results: dict, seconds: flo
                 "balanced_accuracy_drop_points"
             ],
         },
-        "sizes_bytes": {"float32": float32["bytes"], "int8": int8["bytes"],
-                        "float32_over_int8": round(ratio, 2)},
+        "sizes_bytes": {
+            "float32": float32["bytes"],
+            "int8": int8["bytes"],
+            "float32_over_int8": round(ratio, 2),
+        },
         "seconds_before_benchmark": round(seconds, 1),
     }
     metrics["goals"] = GOALS
@@ -206,8 +233,10 @@ def _markdown(metrics: dict, out: Path) -> str:
         "",
         "| model | accuracy | balanced accuracy | macro-F1 |",
         "|---|---|---|---|",
-        *(f"| {name} | {r['accuracy']:.4f} | {r['balanced_accuracy']:.4f} | {r['macro_f1']:.4f} |"
-          for name, r in rows),
+        *(
+            f"| {name} | {r['accuracy']:.4f} | {r['balanced_accuracy']:.4f} | {r['macro_f1']:.4f} |"
+            for name, r in rows
+        ),
         "",
         f"- int8 top-1 agreement with the float model: {test['int8_agreement_with_float']:.4f}",
         f"- int8 mean KL divergence from the float model: {test['int8_kl_divergence']:.5f}",
@@ -216,8 +245,10 @@ def _markdown(metrics: dict, out: Path) -> str:
         "",
         "## Goals",
         "",
-        *(f"- {'✅' if ok else '❌'} {name} (goal {metrics['goals'][name]})"
-          for name, ok in metrics["goals_met"].items()),
+        *(
+            f"- {'✅' if ok else '❌'} {name} (goal {metrics['goals'][name]})"
+            for name, ok in metrics["goals_met"].items()
+        ),
         "",
         "## Latency",
         "",
@@ -253,12 +284,13 @@ def _latency_lines(latency: dict) -> list[str]:
 
 
 def _summary(metrics: dict) -> None:
-    test = metrics["test"]
+    test, int8 = metrics["test"], metrics["test"]["int8_tflite"]
     console.print(
         f"\n[bold]synthetic[/] held-out test (n={test['n']}): int8 accuracy "
-        f"{test['int8_tflite']['accuracy']:.4f}, balanced {test['int8_tflite']['balanced_accuracy']:.4f}, "
-        f"agreement with float {test['int8_agreement_with_float']:.4f}, size ×"
-        f"{metrics['sizes_bytes']['float32_over_int8']:.2f} smaller, {metrics['wall_seconds']:.0f} s"
+        f"{int8['accuracy']:.4f}, balanced {int8['balanced_accuracy']:.4f}, agreement with "
+        f"float {test['int8_agreement_with_float']:.4f}, size ×"
+        f"{metrics['sizes_bytes']['float32_over_int8']:.2f} smaller, "
+        f"{metrics['wall_seconds']:.0f} s"
     )
 
 
@@ -270,8 +302,7 @@ def _benchmark(results: dict, config: DemoConfig, out: Path) -> dict:
     bundles = [results["int8"]["bundle"].path, results["float32"]["bundle"].path]
     variants = make_variants(bundles, [], [config.threads])
     frames, origin = sample_frames()
-    result = run_benchmark(variants, frames, runs=config.bench_runs, warmup=5,
-                           frames_origin=origin)
+    result = run_benchmark(variants, frames, runs=config.bench_runs, warmup=5, frames_origin=origin)
     paths = write_report(result, out / "bench")
     summary = {}
     for variant in result.variants:

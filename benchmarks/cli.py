@@ -77,34 +77,71 @@ def _positive(kind: type):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", action="append", type=Path, default=[],
-                        help="a bundle folder to measure (repeat for several; the first is the "
-                        "baseline of the ratios)")
-    parser.add_argument("--reference", action="append", type=Path, default=[],
-                        help="an external .tflite classifier to time alone (repeatable)")
-    parser.add_argument("--threads", type=parse_threads, default=None,
-                        help="interpreter thread counts, comma-separated (default: "
-                        f"{default_threads()} here)")
+    parser.add_argument(
+        "--bundle",
+        action="append",
+        type=Path,
+        default=[],
+        help="a bundle folder to measure (repeat for several; the first is the "
+        "baseline of the ratios)",
+    )
+    parser.add_argument(
+        "--reference",
+        action="append",
+        type=Path,
+        default=[],
+        help="an external .tflite classifier to time alone (repeatable)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=parse_threads,
+        default=None,
+        help=f"interpreter thread counts, comma-separated (default: {default_threads()} here)",
+    )
     parser.add_argument("--runs", type=_positive(int), default=50, help="timed rounds (50)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first (5)")
-    parser.add_argument("--source", help="read frames from a camera (0, picamera2), video file "
-                        "or image folder instead of the built-in frames")
-    parser.add_argument("--frame-size", type=parse_size, default=(640, 480),
-                        help="size of the built-in frames, WIDTHxHEIGHT (640x480)")
-    parser.add_argument("--frames", type=_positive(int), default=6,
-                        help="number of built-in frames, used in turn (6)")
-    parser.add_argument("--out", type=Path,
-                        help="output folder (default: benchmarks/results/<host>-<date>)")
-    parser.add_argument("--json", action="store_true",
-                        help="print bench.json to standard output instead of the table")
+    parser.add_argument(
+        "--source",
+        help="read frames from a camera (0, picamera2), video file "
+        "or image folder instead of the built-in frames",
+    )
+    parser.add_argument(
+        "--frame-size",
+        type=parse_size,
+        default=(640, 480),
+        help="size of the built-in frames, WIDTHxHEIGHT (640x480)",
+    )
+    parser.add_argument(
+        "--frames",
+        type=_positive(int),
+        default=6,
+        help="number of built-in frames, used in turn (6)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: benchmarks/results/<host>-<date>)"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print bench.json to standard output instead of the table",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    parser.add_argument("--no-probe", action="store_true",
-                        help="skip the MAC count and the peak probes")
-    parser.add_argument("--soak", type=_positive(float), metavar="SECONDS",
-                        help="instead: run the first bundle on a looping video for SECONDS "
-                        "and record resident memory (soak test)")
-    parser.add_argument("--soak-interval", type=_positive(float), default=10.0,
-                        help="seconds between memory samples in --soak (10)")
+    parser.add_argument(
+        "--no-probe", action="store_true", help="skip the MAC count and the peak probes"
+    )
+    parser.add_argument(
+        "--soak",
+        type=_positive(float),
+        metavar="SECONDS",
+        help="instead: run the first bundle on a looping video for SECONDS "
+        "and record resident memory (soak test)",
+    )
+    parser.add_argument(
+        "--soak-interval",
+        type=_positive(float),
+        default=10.0,
+        help="seconds between memory samples in --soak (10)",
+    )
 
 
 def default_out_dir(root: Path = RESULTS) -> Path:
@@ -153,8 +190,14 @@ def _bench(args: argparse.Namespace, threads: list[int]) -> int:
             frames, origin = sample_frames(args.frame_size, args.frames)
         update, bar = _progress("bench")
         result = run_benchmark(
-            variants, frames, args.runs, args.warmup, source=source, frames_origin=origin,
-            probe=not args.no_probe, progress=update,
+            variants,
+            frames,
+            args.runs,
+            args.warmup,
+            source=source,
+            frames_origin=origin,
+            probe=not args.no_probe,
+            progress=update,
         )
         if bar is not None:
             bar.close()
@@ -187,8 +230,9 @@ def _soak(args: argparse.Namespace, threads: list[int]) -> int:
         source = _open(spec)
         try:
             update, bar = _progress("soak")
-            doc = run_soak(args.bundle[0], source, args.soak, args.soak_interval, threads[0],
-                           update)
+            doc = run_soak(
+                args.bundle[0], source, args.soak, args.soak_interval, threads[0], update
+            )
             if bar is not None:
                 bar.close()
         finally:
@@ -218,7 +262,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return _soak(args, threads) if args.soak else _bench(args, threads)
-    except (BundleError, FileNotFoundError, ValueError, SourceError, RuntimeUnavailable,
-            DetectorUnavailable) as error:
+    except (
+        BundleError,
+        FileNotFoundError,
+        ValueError,
+        SourceError,
+        RuntimeUnavailable,
+        DetectorUnavailable,
+    ) as error:
         print(f"affectlite bench: {error}", file=sys.stderr)
         return 2

@@ -321,13 +321,16 @@ def _acquirer(
 ) -> tuple[Callable[[int], Callable[[], tuple[np.ndarray, np.ndarray | None]]], dict[str, Any]]:
     """How each round gets its frame, and a description of that input stage."""
     if source is not None:
+
         def from_source(_: int) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
             def read() -> tuple[np.ndarray, np.ndarray | None]:
                 frame = source.read()
                 if frame is None:
                     raise ValueError(f"{source.name}: the source ended during the benchmark.")
                 return frame, source.detection_frame()
+
             return read
+
         return from_source, {"kind": "source-read", "source": source.name}
     jpegs = _encode(frames)
 
@@ -444,8 +447,9 @@ def _variant_entry(
         "runtime": {"name": runner.runtime.name, "version": runner.runtime.version},
         "rss_increase_bytes": runner.rss_increase,
         "stages_ms": {k: stats[k] for k in STAGES if k in stats},
-        "samples_ms": {k: [round(x, 4) for x in runner.samples[k]] for k in STAGES
-                       if k in runner.samples},
+        "samples_ms": {
+            k: [round(x, 4) for x in runner.samples[k]] for k in STAGES if k in runner.samples
+        },
         "fps": fps(runner.samples["end_to_end"]) if "end_to_end" in runner.samples else None,
         "faces_per_frame": float(np.mean(runner.faces)) if runner.faces else None,
         "accuracy": _bundle_accuracy(runner.bundle) if runner.bundle is not None else None,
@@ -482,9 +486,9 @@ def _add_ratios(entries: list[dict[str, Any]]) -> None:
         }
 
 
-def sample_frames(size: tuple[int, int] = (640, 480), count: int = 6, seed: int = 0) -> tuple[
-    list[np.ndarray], str
-]:
+def sample_frames(
+    size: tuple[int, int] = (640, 480), count: int = 6, seed: int = 0
+) -> tuple[list[np.ndarray], str]:
     """Camera-like test frames of ``size`` (width, height) and a description of them.
 
     Frames alternate between matplotlib's Grace Hopper photo (a real face; when matplotlib

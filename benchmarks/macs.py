@@ -179,7 +179,12 @@ def numpy_matmul_probe(n: int = 512, repeats: int = 20, budget_s: float = 1.0) -
     b = rng.standard_normal((n, n), dtype=np.float32)
     best = _best_seconds(lambda: a @ b, repeats, budget_s)
     return Probe(
-        "numpy-matmul-float32", "float32", None, [n, n, n], best * 1e3, n**3 / best,
+        "numpy-matmul-float32",
+        "float32",
+        None,
+        [n, n, n],
+        best * 1e3,
+        n**3 / best,
         f"numpy {np.__version__}",
     )
 
@@ -250,8 +255,11 @@ def fully_connected_model(m: int, k: int, n: int, dtype: str = "float32") -> byt
 
 
 def litert_fc_probe(
-    dtype: str, threads: int, shape: tuple[int, int, int] = (512, 512, 512),
-    repeats: int = 30, budget_s: float = 1.0,
+    dtype: str,
+    threads: int,
+    shape: tuple[int, int, int] = (512, 512, 512),
+    repeats: int = 30,
+    budget_s: float = 1.0,
 ) -> Probe:
     """Best-of MAC/s of one FULLY_CONNECTED ``(M, K) × (K, N)`` on LiteRT with ``threads``."""
     m, k, n = shape
@@ -265,7 +273,12 @@ def litert_fc_probe(
     interpreter.set_tensor(detail["index"], data)
     best = _best_seconds(interpreter.invoke, repeats, budget_s)
     return Probe(
-        f"litert-fc-{dtype}", dtype, threads, [m, k, n], best * 1e3, m * k * n / best,
+        f"litert-fc-{dtype}",
+        dtype,
+        threads,
+        [m, k, n],
+        best * 1e3,
+        m * k * n / best,
         f"{info.name} {info.version}",
     )
 

@@ -119,9 +119,25 @@ def markdown(doc: dict[str, Any], images: list[str] | None = None) -> str:
         "",
     ]
     stage = input_label(doc)
-    header = ["variant", "threads", stage, "detect", "crop", "classify", "post",
-              "end-to-end", "e2e p90", "e2e p99", "FPS", "classifier only", "clf p90",
-              "× median", "× FPS", "model MB", "RSS +MB"]
+    header = [
+        "variant",
+        "threads",
+        stage,
+        "detect",
+        "crop",
+        "classify",
+        "post",
+        "end-to-end",
+        "e2e p90",
+        "e2e p99",
+        "FPS",
+        "classifier only",
+        "clf p90",
+        "× median",
+        "× FPS",
+        "model MB",
+        "RSS +MB",
+    ]
     rows = []
     for v in doc["variants"]:
         s = v["stages_ms"]
@@ -131,14 +147,27 @@ def markdown(doc: dict[str, Any], images: list[str] | None = None) -> str:
 
         ratios = v["ratios_vs_baseline"]
         size = v["model"]["classifier_bytes"] + (v["model"].get("detector_bytes") or 0)
-        rows.append([
-            v["name"], str(v["threads"]), med("input"), med("detect"), med("crop"),
-            med("classify"), med("post"), med("end_to_end"), med("end_to_end", "p90"),
-            med("end_to_end", "p99"), "–" if v["fps"] is None else f"{v['fps']:.1f}",
-            med("classifier_only"), med("classifier_only", "p90"),
-            _ratio(ratios["median_end_to_end"] or ratios["median_classifier_only"]),
-            _ratio(ratios["fps"]), _mb(size), _mb(v["rss_increase_bytes"]),
-        ])
+        rows.append(
+            [
+                v["name"],
+                str(v["threads"]),
+                med("input"),
+                med("detect"),
+                med("crop"),
+                med("classify"),
+                med("post"),
+                med("end_to_end"),
+                med("end_to_end", "p90"),
+                med("end_to_end", "p99"),
+                "–" if v["fps"] is None else f"{v['fps']:.1f}",
+                med("classifier_only"),
+                med("classifier_only", "p90"),
+                _ratio(ratios["median_end_to_end"] or ratios["median_classifier_only"]),
+                _ratio(ratios["fps"]),
+                _mb(size),
+                _mb(v["rss_increase_bytes"]),
+            ]
+        )
     lines += _table(header, rows)
     lines += [
         "",
@@ -164,17 +193,39 @@ def _limit_section(doc: dict[str, Any]) -> list[str]:
     for v in limited:
         lim = v["limit"]
         fraction = lim["fraction_of_peak"]
-        rows.append([
-            v["name"], _count(lim["macs"]), lim["compute_dtype"],
-            _giga(lim["achieved_macs_per_s"]), lim["peak_probe"] or "–",
-            _giga(lim["peak_macs_per_s"]), "–" if fraction is None else f"{100 * fraction:.0f} %",
-        ])
-    lines += _table(["variant", "MACs / inference", "compute", "achieved GMAC/s", "peak probe",
-                     "probe GMAC/s", "of peak"], rows)
+        rows.append(
+            [
+                v["name"],
+                _count(lim["macs"]),
+                lim["compute_dtype"],
+                _giga(lim["achieved_macs_per_s"]),
+                lim["peak_probe"] or "–",
+                _giga(lim["peak_macs_per_s"]),
+                "–" if fraction is None else f"{100 * fraction:.0f} %",
+            ]
+        )
+    lines += _table(
+        [
+            "variant",
+            "MACs / inference",
+            "compute",
+            "achieved GMAC/s",
+            "peak probe",
+            "probe GMAC/s",
+            "of peak",
+        ],
+        rows,
+    )
     lines += ["", "Probes (best of repeated runs):", ""]
     probe_rows = [
-        [p["name"], "BLAS" if p["threads"] is None else str(p["threads"]),
-         "×".join(map(str, p["shape"])), _ms(p["best_ms"]), _giga(p["macs_per_s"]), p["runtime"]]
+        [
+            p["name"],
+            "BLAS" if p["threads"] is None else str(p["threads"]),
+            "×".join(map(str, p["shape"])),
+            _ms(p["best_ms"]),
+            _giga(p["macs_per_s"]),
+            p["runtime"],
+        ]
         for p in doc["probes"]
     ]
     lines += _table(["probe", "threads", "M×K×N", "best ms", "GMAC/s", "runtime"], probe_rows)
@@ -246,8 +297,9 @@ def _stages_figure(plt, doc: dict[str, Any], bundles: list[dict[str, Any]]):
         ax.text(left[y], y, f"  {e2e:.1f} ms end-to-end", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("median latency per stage (ms)")
-    ax.set_title(f"Per-stage latency on {doc['host']['host']} ({doc['host']['cpu_model']})",
-                 fontsize=9)
+    ax.set_title(
+        f"Per-stage latency on {doc['host']['host']} ({doc['host']['cpu_model']})", fontsize=9
+    )
     ax.legend(fontsize=8, loc="lower right")
     ax.set_xlim(0, max(left) * 1.35)
     return fig
@@ -264,8 +316,13 @@ def _distribution_figure(plt, doc: dict[str, Any]):
         data = [v["samples_ms"][stage] for v in chosen]
         ax.violinplot(data, showextrema=False)
         ax.boxplot(data, widths=0.15, showfliers=True, flierprops={"markersize": 3})
-        ax.set_xticks(range(1, len(chosen) + 1), [v["name"] for v in chosen], rotation=30,
-                      ha="right", fontsize=8)
+        ax.set_xticks(
+            range(1, len(chosen) + 1),
+            [v["name"] for v in chosen],
+            rotation=30,
+            ha="right",
+            fontsize=8,
+        )
         ax.set_ylabel("latency (ms)")
         ax.set_title(f"{title}, {doc['settings']['runs']} rounds", fontsize=9)
     fig.tight_layout()

@@ -102,12 +102,14 @@ def run_soak(
     while True:
         elapsed = time.perf_counter() - start
         if elapsed >= next_sample or elapsed >= seconds:
-            samples.append({
-                "t_s": round(elapsed, 3),
-                "rss_bytes": system.current_rss_bytes(),
-                "frames": len(latencies),
-                "median_ms": float(np.median(window)) if window else None,
-            })
+            samples.append(
+                {
+                    "t_s": round(elapsed, 3),
+                    "rss_bytes": system.current_rss_bytes(),
+                    "frames": len(latencies),
+                    "median_ms": float(np.median(window)) if window else None,
+                }
+            )
             window = []
             next_sample += interval
             if progress is not None:
@@ -117,8 +119,10 @@ def run_soak(
         mark = time.perf_counter()
         frame = source.read()
         if frame is None:
-            raise ValueError(f"{source.name} ended after {len(latencies)} frames; soak needs a "
-                             "looping source (a video file or folder is looped by the CLI).")
+            raise ValueError(
+                f"{source.name} ended after {len(latencies)} frames; soak needs a "
+                "looping source (a video file or folder is looped by the CLI)."
+            )
         pipeline.process(frame, source.detection_frame())
         latency = (time.perf_counter() - mark) * 1e3
         latencies.append(latency)
@@ -194,14 +198,16 @@ def soak_markdown(doc: dict[str, Any]) -> str:
     ]
     for sample in doc["samples"]:
         median = sample["median_ms"]
-        lines.append(f"| {sample['t_s']:.0f} | {sample['frames']} | {mb(sample['rss_bytes'])} | "
-                     f"{'–' if median is None else f'{median:.1f}'} |")
+        lines.append(
+            f"| {sample['t_s']:.0f} | {sample['frames']} | {mb(sample['rss_bytes'])} | "
+            f"{'–' if median is None else f'{median:.1f}'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def write_soak_report(doc: dict[str, Any], out_dir: str | Path, plots: bool = True) -> dict[
-    str, Path
-]:
+def write_soak_report(
+    doc: dict[str, Any], out_dir: str | Path, plots: bool = True
+) -> dict[str, Path]:
     """Writes ``soak.json``, ``soak.md`` and (with matplotlib) ``soak.png``."""
     out_dir = Path(out_dir)
     paths = {
@@ -226,14 +232,20 @@ def _soak_plot(doc: dict[str, Any], path: Path) -> Path:
 
     samples = doc["samples"]
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    ax.plot([s["t_s"] for s in samples], [s["rss_bytes"] / 2**20 for s in samples], "o-",
-            label="RSS")
+    ax.plot(
+        [s["t_s"] for s in samples], [s["rss_bytes"] / 2**20 for s in samples], "o-", label="RSS"
+    )
     ax.set_xlabel("time (s)")
     ax.set_ylabel("resident memory (MB)")
     timed = [s for s in samples if s["median_ms"] is not None]
     twin = ax.twinx()
-    twin.plot([s["t_s"] for s in timed], [s["median_ms"] for s in timed], "s--", color="tab:red",
-              label="median latency")
+    twin.plot(
+        [s["t_s"] for s in timed],
+        [s["median_ms"] for s in timed],
+        "s--",
+        color="tab:red",
+        label="median latency",
+    )
     twin.set_ylabel("median end-to-end latency (ms)")
     ax.set_title(f"Soak on {doc['host']['host']}: {doc['settings']['seconds']:g} s", fontsize=9)
     fig.legend(loc="lower right", fontsize=8)

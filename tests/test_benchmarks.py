@@ -78,8 +78,9 @@ def test_round_order_rotates_and_covers_every_position():
 
 
 def test_variants_and_names(tmp_path):
-    variants = make_variants([tmp_path / "a" / "b", tmp_path / "c" / "b"],
-                             [tmp_path / "m.tflite"], [1, 4])
+    variants = make_variants(
+        [tmp_path / "a" / "b", tmp_path / "c" / "b"], [tmp_path / "m.tflite"], [1, 4]
+    )
     assert [v.name for v in variants] == ["a/b@1t", "a/b@4t", "c/b@1t", "c/b@4t", "m@1t", "m@4t"]
     assert [v.kind for v in variants] == ["bundle"] * 4 + ["reference"] * 2
     with pytest.raises(ValueError, match="exactly one"):
@@ -107,12 +108,19 @@ def face_frames(sample_photos):
 @pytest.fixture(scope="module")
 def scored_bundle(tiny_bundle, tmp_path_factory):
     """A second bundle with the same models that carries a measured accuracy."""
-    metrics = {"verification": {"converted": {"balanced_accuracy": 0.42, "accuracy": 0.5},
-                                "data": "test fixture"}}
+    metrics = {
+        "verification": {
+            "converted": {"balanced_accuracy": 0.42, "accuracy": 0.5},
+            "data": "test fixture",
+        }
+    }
     root = tmp_path_factory.mktemp("scored")
     return write_bundle(
-        root / "scored", tiny_bundle.classifier_path, tiny_bundle.manifest["classifier"],
-        detector=tiny_bundle.detector_path, metrics=metrics,
+        root / "scored",
+        tiny_bundle.classifier_path,
+        tiny_bundle.manifest["classifier"],
+        detector=tiny_bundle.detector_path,
+        metrics=metrics,
     )
 
 
@@ -138,10 +146,19 @@ def test_bench_document_schema(bench_run, tiny_bundle):
     assert settings["baseline"] == "bundle@1t"
     assert doc["memory"]["peak_rss_bytes"] >= doc["memory"]["rss_bytes_end"] > 0
     names = [v["name"] for v in doc["variants"]]
-    assert names == ["bundle@1t", "bundle@2t", "scored@1t", "scored@2t",
-                     "classifier@1t", "classifier@2t"]
+    assert names == [
+        "bundle@1t",
+        "bundle@2t",
+        "scored@1t",
+        "scored@2t",
+        "classifier@1t",
+        "classifier@2t",
+    ]
     assert {p["name"] for p in doc["probes"]} == {
-        "numpy-matmul-float32", "litert-fc-float32", "litert-fc-int8"}
+        "numpy-matmul-float32",
+        "litert-fc-float32",
+        "litert-fc-int8",
+    }
     assert doc["problems"] == []
 
 
@@ -170,10 +187,14 @@ def test_bench_stage_samples_are_consistent(bench_run):
 def test_bench_ratios_against_first_variant(bench_run):
     base = bench_run.variants[0]
     assert base["ratios_vs_baseline"] == {
-        "median_end_to_end": 1.0, "fps": 1.0, "median_classifier_only": 1.0}
+        "median_end_to_end": 1.0,
+        "fps": 1.0,
+        "median_classifier_only": 1.0,
+    }
     other = bench_run.variant("scored@2t")
     assert other["ratios_vs_baseline"]["median_end_to_end"] == pytest.approx(
-        other["stages_ms"]["end_to_end"]["median"] / base["stages_ms"]["end_to_end"]["median"])
+        other["stages_ms"]["end_to_end"]["median"] / base["stages_ms"]["end_to_end"]["median"]
+    )
     assert other["ratios_vs_baseline"]["fps"] == pytest.approx(other["fps"] / base["fps"])
     reference = bench_run.variant("classifier@1t")["ratios_vs_baseline"]
     assert reference["median_end_to_end"] is None and reference["fps"] is None
@@ -187,16 +208,22 @@ def test_bench_models_limit_and_accuracy(bench_run, tiny_bundle):
         assert v["limit"]["macs"] == TINY_MACS
         assert v["limit"]["compute_dtype"] == "float32"
         assert v["limit"]["peak_probe"] == "litert-fc-float32"
-        peak = next(p for p in bench_run.doc["probes"]
-                    if p["name"] == "litert-fc-float32" and p["threads"] == v["threads"])
+        peak = next(
+            p
+            for p in bench_run.doc["probes"]
+            if p["name"] == "litert-fc-float32" and p["threads"] == v["threads"]
+        )
         achieved = TINY_MACS / (v["stages_ms"]["classifier_only"]["median"] / 1e3)
         assert v["limit"]["achieved_macs_per_s"] == pytest.approx(achieved)
         assert v["limit"]["fraction_of_peak"] == pytest.approx(achieved / peak["macs_per_s"])
         assert v["model"]["classifier_bytes"] == tiny_bundle.classifier_path.stat().st_size
     assert bench_run.variant("bundle@1t")["accuracy"] is None
     assert bench_run.variant("scored@1t")["accuracy"] == {
-        "metric": "balanced_accuracy", "value": 0.42, "source": "verification.converted",
-        "data": "test fixture"}
+        "metric": "balanced_accuracy",
+        "value": 0.42,
+        "source": "verification.converted",
+        "data": "test fixture",
+    }
     reference = bench_run.variant("classifier@2t")["model"]
     assert reference["input_shape"] == [1, 32, 32, 3] and reference["input_dtype"] == "float32"
 
@@ -221,8 +248,14 @@ def test_bench_reads_a_source(tiny_bundle, face_frames, tmp_path):
     video = write_loop_video(face_frames, tmp_path / "clip.avi")
     source = open_source(str(video), loop=True)
     try:
-        result = run_benchmark([Variant.for_bundle(tiny_bundle.path, 1)], [source.read()],
-                               runs=5, warmup=1, source=source, probe=False)
+        result = run_benchmark(
+            [Variant.for_bundle(tiny_bundle.path, 1)],
+            [source.read()],
+            runs=5,
+            warmup=1,
+            source=source,
+            probe=False,
+        )
     finally:
         source.close()
     doc = result.to_dict()
@@ -269,8 +302,12 @@ def test_count_macs_of_converted_keras_model():
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(5)(x)  # 4 × 5 = 20
     model = keras.Model(inputs, outputs)
-    expected = {"CONV_2D": 55296, "DEPTHWISE_CONV_2D": 4608, "TRANSPOSE_CONV": 8192,
-                "FULLY_CONNECTED": 20}
+    expected = {
+        "CONV_2D": 55296,
+        "DEPTHWISE_CONV_2D": 4608,
+        "TRANSPOSE_CONV": 8192,
+        "FULLY_CONNECTED": 20,
+    }
     counted = count_macs(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     assert counted.by_op == expected and counted.macs == sum(expected.values())
     assert counted.compute_dtype == "float32" and counted.input_shape == [1, 16, 16, 3]
@@ -280,7 +317,8 @@ def test_count_macs_of_converted_keras_model():
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     rng = np.random.default_rng(0)
     converter.representative_dataset = lambda: (
-        [rng.uniform(0, 255, (1, 16, 16, 3)).astype(np.float32)] for _ in range(4))
+        [rng.uniform(0, 255, (1, 16, 16, 3)).astype(np.float32)] for _ in range(4)
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.int8
     quantized = count_macs(converter.convert())
@@ -406,37 +444,81 @@ def _run_without_tensorflow(args: list[str]) -> subprocess.CompletedProcess:
         "sys.exit(code)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
+    )
 
 
 def test_cli_bench_runs_without_tensorflow(tiny_bundle, tmp_path):
     copy = shutil.copytree(tiny_bundle.path, tmp_path / "second")
     load_bundle(copy)
     out = tmp_path / "results"
-    done = _run_without_tensorflow([
-        "bench", "--bundle", str(tiny_bundle.path), "--bundle", str(copy),
-        "--reference", str(tiny_bundle.classifier_path), "--threads", "1,2", "--runs", "3",
-        "--warmup", "1", "--frames", "2", "--frame-size", "320x240", "--out", str(out),
-        "--json",
-    ])
+    done = _run_without_tensorflow(
+        [
+            "bench",
+            "--bundle",
+            str(tiny_bundle.path),
+            "--bundle",
+            str(copy),
+            "--reference",
+            str(tiny_bundle.classifier_path),
+            "--threads",
+            "1,2",
+            "--runs",
+            "3",
+            "--warmup",
+            "1",
+            "--frames",
+            "2",
+            "--frame-size",
+            "320x240",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads(done.stdout)
     assert [v["name"] for v in doc["variants"]] == [
-        "bundle@1t", "bundle@2t", "second@1t", "second@2t", "classifier@1t", "classifier@2t"]
+        "bundle@1t",
+        "bundle@2t",
+        "second@1t",
+        "second@2t",
+        "classifier@1t",
+        "classifier@2t",
+    ]
     assert doc["settings"]["frames"]["shapes"] == [[240, 320, 3]]
     assert all(v["limit"]["macs"] == TINY_MACS for v in doc["variants"])
     assert {p.name for p in out.iterdir()} == {
-        "bench.json", "bench.md", "stages.png", "distribution.png"}
+        "bench.json",
+        "bench.md",
+        "stages.png",
+        "distribution.png",
+    }
 
 
 def test_cli_soak_runs_without_tensorflow(tiny_bundle, tmp_path):
     out = tmp_path / "soak"
-    done = _run_without_tensorflow([
-        "bench", "--bundle", str(tiny_bundle.path), "--soak", "3", "--soak-interval", "1",
-        "--threads", "1", "--frames", "2", "--frame-size", "320x240", "--out", str(out),
-        "--json",
-    ])
+    done = _run_without_tensorflow(
+        [
+            "bench",
+            "--bundle",
+            str(tiny_bundle.path),
+            "--soak",
+            "3",
+            "--soak-interval",
+            "1",
+            "--threads",
+            "1",
+            "--frames",
+            "2",
+            "--frame-size",
+            "320x240",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads(done.stdout)
     assert doc["schema"] == "affectlite-soak" and doc["schema_version"] == 1
@@ -448,5 +530,6 @@ def test_cli_soak_runs_without_tensorflow(tiny_bundle, tmp_path):
     assert summary["frames"] == samples[-1]["frames"] > 0
     assert summary["rss_start_bytes"] == samples[0]["rss_bytes"]
     assert summary["growth_after_first_interval_bytes"] == (
-        samples[-1]["rss_bytes"] - samples[1]["rss_bytes"])
+        samples[-1]["rss_bytes"] - samples[1]["rss_bytes"]
+    )
     assert {p.name for p in out.iterdir()} == {"soak.json", "soak.md", "soak.png"}

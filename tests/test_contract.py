@@ -15,10 +15,23 @@ from affectlite.edge_app.preprocess import CropPolicy, ImageError, crop_face, ex
 
 def test_label_order_and_dataset_mappings():
     assert labels.LABELS == (
-        "neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"
+        "neutral",
+        "happy",
+        "sad",
+        "surprise",
+        "fear",
+        "disgust",
+        "anger",
+        "contempt",
     )
     assert [labels.LABELS[labels.FER2013[i]] for i in range(7)] == [
-        "anger", "disgust", "fear", "happy", "sad", "surprise", "neutral"
+        "anger",
+        "disgust",
+        "fear",
+        "happy",
+        "sad",
+        "surprise",
+        "neutral",
     ]
     fer_plus = {labels.FERPLUS_COLUMNS[c]: labels.LABELS[k] for c, k in labels.FERPLUS.items()}
     assert fer_plus["happiness"] == "happy" and fer_plus["sadness"] == "sad"

@@ -30,8 +30,8 @@ from affectlite.train.datasets import (
     load_image,
     split_holdout,
 )
-from affectlite.train.readers.ferplus import vote_label
 from affectlite.train.readers.base import Skip
+from affectlite.train.readers.ferplus import vote_label
 
 RNG = np.random.default_rng(0)
 AFFECTNET_HEADER = (

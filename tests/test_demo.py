@@ -9,8 +9,17 @@ from affectlite.demo import DemoConfig, run_demo
 
 @pytest.mark.slow
 def test_demo_writes_bundles_metrics_report_and_plots(tmp_path):
-    config = DemoConfig(input_size=32, train_images=96, val_images=32, test_images=48, epochs=1,
-                        batch_size=16, representative=32, bench_runs=3, threads=1)
+    config = DemoConfig(
+        input_size=32,
+        train_images=96,
+        val_images=32,
+        test_images=48,
+        epochs=1,
+        batch_size=16,
+        representative=32,
+        bench_runs=3,
+        threads=1,
+    )
     out = tmp_path / "demo"
     metrics = run_demo(config, out)
 
@@ -22,9 +31,16 @@ def test_demo_writes_bundles_metrics_report_and_plots(tmp_path):
     assert saved["sizes_bytes"]["float32_over_int8"] > 3.5
     assert set(saved["latency"]["variants"]) == {"bundle-int8@1t", "bundle-float32@1t"}
     assert saved["goals_met"] == metrics["goals_met"]
-    for name in ("report.md", "confusion-int8.png", "confusion-float32.png", "train/curves.png",
-                 "bundle-int8/bundle.json", "bundle-int8/face_detector.tflite",
-                 "representative/manifest.json", "bench/bench.json"):
+    for name in (
+        "report.md",
+        "confusion-int8.png",
+        "confusion-float32.png",
+        "train/curves.png",
+        "bundle-int8/bundle.json",
+        "bundle-int8/face_detector.tflite",
+        "representative/manifest.json",
+        "bench/bench.json",
+    ):
         assert (out / name).is_file(), name
     manifest = json.loads((out / "bundle-int8" / "bundle.json").read_text())
     assert manifest["classifier"]["input_dtype"] == "int8"

@@ -20,8 +20,12 @@ from affectlite.edge_app.labels import LABELS
 def _affectlite(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "affectlite", *args], stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, env=env, **kwargs,
+        [sys.executable, "-m", "affectlite", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        **kwargs,
     )
 
 
@@ -52,8 +56,18 @@ def _saved_epoch(run: Path) -> int | None:
 def test_kill_9_then_resume_continues_from_the_saved_epoch(face_folders, tmp_path):
     run = tmp_path / "run"
     common = ["--input-size", "32", "--weights", "none", "--batch-size", "16", "--no-augment"]
-    process = _affectlite("train", "--data", str(face_folders), "--format", "folder",
-                          "--epochs", "8", "--out", str(run), *common)
+    process = _affectlite(
+        "train",
+        "--data",
+        str(face_folders),
+        "--format",
+        "folder",
+        "--epochs",
+        "8",
+        "--out",
+        str(run),
+        *common,
+    )
     deadline = time.time() + 400
     while _saved_epoch(run) is None and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -77,8 +91,19 @@ def test_existing_run_folder_is_never_overwritten(face_folders, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "best.keras").write_text("a previous run")
-    process = _affectlite("train", "--data", str(face_folders), "--format", "folder",
-                          "--input-size", "32", "--weights", "none", "--out", str(run))
+    process = _affectlite(
+        "train",
+        "--data",
+        str(face_folders),
+        "--format",
+        "folder",
+        "--input-size",
+        "32",
+        "--weights",
+        "none",
+        "--out",
+        str(run),
+    )
     output = process.communicate(timeout=300)[0]
     assert process.returncode == 2
     assert "already exists and is not empty" in output and "--resume" in output
@@ -134,9 +159,28 @@ def test_ferplus_subset_trains_clearly_above_chance(ferplus_root, tmp_path):
     """A few minutes of CPU training on real FER+ faces beats chance on held-out validation."""
     run = tmp_path / "ferplus"
     process = _affectlite(
-        "train", "--data", str(ferplus_root), "--format", "ferplus", "--limit", "3000",
-        "--val-limit", "800", "--input-size", "48", "--weights", "none", "--epochs", "3",
-        "--batch-size", "32", "--balance", "loss", "--no-augment", "--out", str(run),
+        "train",
+        "--data",
+        str(ferplus_root),
+        "--format",
+        "ferplus",
+        "--limit",
+        "3000",
+        "--val-limit",
+        "800",
+        "--input-size",
+        "48",
+        "--weights",
+        "none",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--balance",
+        "loss",
+        "--no-augment",
+        "--out",
+        str(run),
     )
     output = process.communicate(timeout=1200)[0]
     assert process.returncode == 0, output[-3000:]

@@ -31,11 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--data", help="dataset root")
     parser.add_argument("--format", help="dataset format, e.g. affectnet, ferplus, fer2013, rafdb")
-    parser.add_argument("--ferplus-mode", default="majority", help="majority|probability|drop-unknown")
+    parser.add_argument(
+        "--ferplus-mode", default="majority", help="majority|probability|drop-unknown"
+    )
     parser.add_argument("--val-split", default="val", help="split used for validation")
     parser.add_argument("--limit", type=int, default=0, help="use at most N training images")
     parser.add_argument("--val-limit", type=int, default=0, help="use at most N validation images")
-    parser.add_argument("--margin", type=float, default=CropPolicy().margin, help="face crop margin")
+    parser.add_argument(
+        "--margin", type=float, default=CropPolicy().margin, help="face crop margin"
+    )
     parser.add_argument("--out", type=Path, help="run folder (default runs/<format>-<time>)")
     parser.add_argument("--resume", type=Path, help="continue an interrupted run folder")
     for field in fields(TrainConfig):
@@ -43,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if isinstance(field.default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
         else:
-            parser.add_argument(flag, type=type(field.default), default=field.default,
-                                help=_HELP.get(field.name))
+            parser.add_argument(
+                flag, type=type(field.default), default=field.default, help=_HELP.get(field.name)
+            )
 
 
 def _load(args, config, policy):
@@ -68,10 +73,15 @@ def run(args: argparse.Namespace) -> int:
     from affectlite.train.trainer import RunFolderError, TrainConfig, train
 
     if args.resume:
-        saved = json.loads((args.resume / "config.json").read_text()) if (
-            args.resume / "config.json").is_file() else None
+        saved = (
+            json.loads((args.resume / "config.json").read_text())
+            if (args.resume / "config.json").is_file()
+            else None
+        )
         if saved is None:
-            print(f"affectlite train: {args.resume} holds no config.json to resume.", file=sys.stderr)
+            print(
+                f"affectlite train: {args.resume} holds no config.json to resume.", file=sys.stderr
+            )
             return 2
         config = TrainConfig.load(args.resume / "config.json")
         data = saved.get("data", {})
@@ -86,23 +96,40 @@ def run(args: argparse.Namespace) -> int:
     policy = CropPolicy(margin=args.margin)
     train_split, val_split = _load(args, config, policy)
     summary = {
-        "root": str(args.data), "format": args.format, "ferplus_mode": args.ferplus_mode,
-        "val_split": args.val_split, "limit": args.limit, "val_limit": args.val_limit,
-        "margin": args.margin, "crop": policy.to_dict(),
+        "root": str(args.data),
+        "format": args.format,
+        "ferplus_mode": args.ferplus_mode,
+        "val_split": args.val_split,
+        "limit": args.limit,
+        "val_limit": args.val_limit,
+        "margin": args.margin,
+        "crop": policy.to_dict(),
         "train_counts": dict(zip(LABELS, train_split.class_counts().tolist())),
         "val_counts": dict(zip(LABELS, val_split.class_counts().tolist())),
         "skipped": {"train": len(train_split.skipped), "val": len(val_split.skipped)},
     }
-    print(f"train {len(train_split.ids)} images, validation {len(val_split.ids)} images → {run_dir}")
+    print(
+        f"train {len(train_split.ids)} images, validation {len(val_split.ids)} images → {run_dir}"
+    )
     try:
-        report = train(config, train_split, val_split, run_dir, resume=bool(args.resume),
-                       data_summary=summary, verbose=1 if sys.stdout.isatty() else 2)
+        report = train(
+            config,
+            train_split,
+            val_split,
+            run_dir,
+            resume=bool(args.resume),
+            data_summary=summary,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
     except RunFolderError as error:
         print(f"affectlite train: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted; the last complete epoch is saved. Continue with:\n"
-              f"  affectlite train --resume {run_dir}", file=sys.stderr)
+        print(
+            f"\ninterrupted; the last complete epoch is saved. Continue with:\n"
+            f"  affectlite train --resume {run_dir}",
+            file=sys.stderr,
+        )
         return 130
     print(
         f"best model {run_dir / 'best.keras'}: accuracy {report['accuracy']:.4f}, balanced "

@@ -35,16 +35,26 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
 
         bundle = load_bundle(path)
         classifier = EmotionClassifier.from_bundle(bundle, num_threads)
-        return Predictor(str(path), "bundle", bundle.input_size, bundle.crop_policy,
-                         _batched(classifier.logits, 64))
+        return Predictor(
+            str(path),
+            "bundle",
+            bundle.input_size,
+            bundle.crop_policy,
+            _batched(classifier.logits, 64),
+        )
     if not path.is_file():
         raise FileNotFoundError(f"--model {path}: no such file or bundle folder.")
     if path.suffix == ".tflite":
         from affectlite.edge_app.classifier import EmotionClassifier
 
         classifier = EmotionClassifier(path, num_threads=num_threads)
-        return Predictor(str(path), "tflite", classifier.input_size, CropPolicy(),
-                         _batched(classifier.logits, 64))
+        return Predictor(
+            str(path),
+            "tflite",
+            classifier.input_size,
+            CropPolicy(),
+            _batched(classifier.logits, 64),
+        )
     if path.suffix in (".keras", ".h5"):
         import keras
 
@@ -52,8 +62,13 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
 
         model = keras.models.load_model(path)
         size = int(model.input_shape[1])
-        return Predictor(str(path), "keras", size, CropPolicy(),
-                         lambda x: model.predict(x.astype(np.float32), batch_size=64, verbose=0))
+        return Predictor(
+            str(path),
+            "keras",
+            size,
+            CropPolicy(),
+            lambda x: model.predict(x.astype(np.float32), batch_size=64, verbose=0),
+        )
     raise ValueError(f"--model {path}: expected a bundle folder, .tflite or .keras file.")
 
 
@@ -102,8 +117,12 @@ def run(args: argparse.Namespace) -> int:
         index.samples = index.samples[: args.limit]
     split = load_split(index, predictor.input_size, predictor.crop)
     report = evaluate(predictor, split.images, split.labels)
-    report["data"] = {"root": str(args.data), "format": args.format, "split": args.split,
-                      "skipped": len(split.skipped)}
+    report["data"] = {
+        "root": str(args.data),
+        "format": args.format,
+        "split": args.split,
+        "skipped": len(split.skipped),
+    }
     print(
         f"{predictor.kind} on {args.format}/{args.split} (n={report['n']}): accuracy "
         f"{report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}, "

@@ -50,9 +50,7 @@ def classification_report(
     predicted = matrix.sum(axis=0)
     true_positive = np.diag(matrix)
     recall = np.divide(true_positive, support, out=np.zeros(num_classes), where=support > 0)
-    precision = np.divide(
-        true_positive, predicted, out=np.zeros(num_classes), where=predicted > 0
-    )
+    precision = np.divide(true_positive, predicted, out=np.zeros(num_classes), where=predicted > 0)
     denominator = precision + recall
     f1 = np.divide(
         2 * precision * recall, denominator, out=np.zeros(num_classes), where=denominator > 0

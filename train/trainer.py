@@ -107,7 +107,9 @@ class BalancedAccuracyCheckpoint(keras.callbacks.Callback):
         logs["val_accuracy"] = report["accuracy"]
         logs["val_balanced_accuracy"] = report["balanced_accuracy"]
         logs["val_macro_f1"] = report["macro_f1"]
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["learning_rate"] = float(
+            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        )
         if report["balanced_accuracy"] > self.best:
             self.best = report["balanced_accuracy"]
             atomic_save(self.model, self.run_dir / BEST_MODEL)
@@ -173,7 +175,7 @@ def sigterm_as_interrupt():
 
 
 def distribution_strategy(mode: str) -> tf.distribute.Strategy:
-    """``auto``: MultiWorkerMirrored when TF_CONFIG is set, Mirrored on several GPUs, else default."""
+    """``auto``: MultiWorkerMirrored with TF_CONFIG, Mirrored on several GPUs, else default."""
     gpus = tf.config.list_physical_devices("GPU")
     if mode == "multiworker" or (mode == "auto" and os.environ.get("TF_CONFIG")):
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -207,7 +209,9 @@ def _compile(model: keras.Model, config: TrainConfig, peak: float, steps: int, e
     loss = keras.losses.CategoricalCrossentropy(
         from_logits=True, label_smoothing=config.label_smoothing
     )
-    model.compile(optimizer=optimizer, loss=loss, metrics=[keras.metrics.CategoricalAccuracy("accuracy")])
+    model.compile(
+        optimizer=optimizer, loss=loss, metrics=[keras.metrics.CategoricalAccuracy("accuracy")]
+    )
 
 
 def _set_trainable(model: keras.Model, phase: str, pretrained: bool) -> None:
@@ -240,27 +244,45 @@ def train(
         config = TrainConfig.load(run_dir / CONFIG_FILE)
     else:
         summary = {"config": asdict(config), "data": data_summary or {}}
-        atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**asdict(config), **summary}, indent=2))
+        atomic_write_text(
+            run_dir / CONFIG_FILE, json.dumps({**asdict(config), **summary}, indent=2)
+        )
     keras.utils.set_random_seed(config.seed)
     policy = set_precision(config.mixed_precision)
     strategy = distribution_strategy(config.distribute)
     with strategy.scope():
         model = build_model(config.backbone, config.input_size, config.weights, config.dropout)
     data = train_dataset(
-        train_split, config.batch_size, balance=config.balance, augment=config.augment,
+        train_split,
+        config.batch_size,
+        balance=config.balance,
+        augment=config.augment,
         seed=config.seed,
     )
     steps = int(data.cardinality())
     started = time.time()
     with sigterm_as_interrupt():
         for phase, first, end, peak in config.phases():
-            _run_phase(model, strategy, config, phase, first, end, peak, steps, data, val_split,
-                       run_dir, verbose)
+            _run_phase(
+                model,
+                strategy,
+                config,
+                phase,
+                first,
+                end,
+                peak,
+                steps,
+                data,
+                val_split,
+                run_dir,
+                verbose,
+            )
     return _finish(run_dir, val_split, config, policy, time.time() - started)
 
 
-def _run_phase(model, strategy, config, phase, first, end, peak, steps, data, val, run_dir,
-               verbose) -> None:
+def _run_phase(
+    model, strategy, config, phase, first, end, peak, steps, data, val, run_dir, verbose
+) -> None:
     done = run_dir / f"phase-{phase}.weights.h5"
     if done.exists():
         model.load_weights(done)
@@ -277,7 +299,11 @@ def _run_phase(model, strategy, config, phase, first, end, peak, steps, data, va
         keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase), double_checkpoint=True),
     ]
     model.fit(
-        data, epochs=end, initial_epoch=first, callbacks=callbacks, verbose=verbose,
+        data,
+        epochs=end,
+        initial_epoch=first,
+        callbacks=callbacks,
+        verbose=verbose,
     )
     tmp = done.with_name(f".{done.name}.tmp.weights.h5")
     model.save_weights(tmp)
@@ -293,6 +319,8 @@ def _finish(run_dir: Path, val: Split, config: TrainConfig, policy: str, seconds
     report["best_epoch"] = json.loads((run_dir / "best.json").read_text())["epoch"]
     atomic_write_text(run_dir / "metrics.json", json.dumps(report, indent=2))
     plots.confusion_png(report, run_dir / "confusion.png", "validation, best model")
-    plots.curves_png(run_dir / "history.csv", run_dir / "curves.png", f"{config.backbone} {config.input_size}px")
+    plots.curves_png(
+        run_dir / "history.csv", run_dir / "curves.png", f"{config.backbone} {config.input_size}px"
+    )
     np.save(run_dir / "val_logits.npy", logits)
     return report
