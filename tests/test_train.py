@@ -216,3 +216,74 @@ def test_in_model_preprocessing_survives_int8(tmp_path):
     got = (interpreter.get_tensor(target["index"]).astype(np.float32) - out_zero) * out_scale
     expected = image[..., ::-1] - np.array(CaffePreprocess.MEAN_BGR, np.float32)
     assert np.abs(got - expected).max() <= 3 * out_scale
+
+
+@pytest.mark.slow
+def test_train_from_packed_shards_then_evaluate(face_folders, tmp_path):
+    packed, run, report = tmp_path / "packed", tmp_path / "run", tmp_path / "eval.json"
+    steps = [
+        (
+            "data",
+            "pack",
+            str(face_folders),
+            "--format",
+            "folder",
+            "--out",
+            str(packed),
+            "--size",
+            "32",
+            "--shard-size",
+            "40",
+        ),
+        (
+            "train",
+            "--data",
+            str(packed),
+            "--format",
+            "packed",
+            "--input-size",
+            "32",
+            "--weights",
+            "none",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--out",
+            str(run),
+        ),
+        (
+            "evaluate",
+            "--model",
+            str(run / "best.keras"),
+            "--data",
+            str(face_folders),
+            "--format",
+            "folder",
+            "--json",
+            str(report),
+        ),
+    ]
+    for step in steps:
+        process = _affectlite(*step)
+        output = process.communicate(timeout=600)[0]
+        assert process.returncode == 0, (step[0], output[-3000:])
+    assert len(list(packed.glob("train-*.tfrecord"))) == 3  # 96 faces in shards of 40
+    assert json.loads((run / "config.json").read_text())["data"]["format"] == "packed"
+    scored = json.loads(report.read_text())
+    assert scored["n"] == 32 and scored["model_kind"] == "keras"
+    assert set(scored) >= {"accuracy", "balanced_accuracy", "macro_f1", "per_class", "confusion"}
+    assert report.with_suffix(".png").is_file()
+
+
+def test_evaluate_a_bundle_on_a_dataset_without_contempt(tiny_bundle, tmp_path):
+    from affectlite.edge_app.labels import LABELS_7
+    from affectlite.train.evaluate import evaluate, load_predictor
+
+    predictor = load_predictor(tiny_bundle.path, num_threads=1)
+    assert predictor.kind == "bundle" and predictor.input_size == 32
+    labels = np.repeat(np.arange(7), 4)
+    images = np.random.default_rng(0).integers(0, 256, (len(labels), 32, 32, 3), np.uint8)
+    report = evaluate(predictor, images, labels)
+    assert report["classes_evaluated"] == list(LABELS_7)
+    assert "no contempt" in report["note"]

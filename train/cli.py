@@ -30,7 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from affectlite.train.trainer import TrainConfig
 
     parser.add_argument("--data", help="dataset root")
-    parser.add_argument("--format", help="dataset format, e.g. affectnet, ferplus, fer2013, rafdb")
+    parser.add_argument(
+        "--format",
+        help="dataset format: affectnet, ferplus, fer2013, rafdb, folder, … or packed "
+        "(a folder from `affectlite data pack`, streamed)",
+    )
     parser.add_argument(
         "--ferplus-mode", default="majority", help="majority|probability|drop-unknown"
     )
@@ -58,6 +62,10 @@ def _load(args, config, policy):
 
     if not args.data or not args.format:
         raise SystemExit("affectlite train: --data and --format are required (or --resume RUN).")
+    if args.format == "packed":
+        from affectlite.train.pipeline import packed_split
+
+        return Path(args.data), packed_split(args.data, args.val_split)
     splits = {}
     for role, name in (("train", "train"), ("val", args.val_split)):
         index = load_dataset(args.data, args.format, name, ferplus_mode=args.ferplus_mode)
@@ -104,13 +112,19 @@ def run(args: argparse.Namespace) -> int:
         "val_limit": args.val_limit,
         "margin": args.margin,
         "crop": policy.to_dict(),
-        "train_counts": dict(zip(LABELS, train_split.class_counts().tolist())),
+        "train_counts": (
+            dict(zip(LABELS, train_split.class_counts().tolist()))
+            if hasattr(train_split, "class_counts")
+            else "streamed from packed shards"
+        ),
         "val_counts": dict(zip(LABELS, val_split.class_counts().tolist())),
-        "skipped": {"train": len(train_split.skipped), "val": len(val_split.skipped)},
+        "skipped": {
+            "train": len(getattr(train_split, "skipped", ())),
+            "val": len(val_split.skipped),
+        },
     }
-    print(
-        f"train {len(train_split.ids)} images, validation {len(val_split.ids)} images → {run_dir}"
-    )
+    source = f"{len(train_split.ids)} images" if hasattr(train_split, "ids") else train_split
+    print(f"train {source}, validation {len(val_split.ids)} images → {run_dir}")
     try:
         report = train(
             config,

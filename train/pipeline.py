@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from affectlite.edge_app.labels import NUM_CLASSES
+from affectlite.edge_app.labels import LABELS, NUM_CLASSES
 from affectlite.edge_app.preprocess import CropPolicy, ImageError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -151,6 +151,47 @@ def train_dataset(
             lambda x, y, w: (layers(x, training=True), y, w), num_parallel_calls=AUTOTUNE
         )
     return data.prefetch(AUTOTUNE)
+
+
+def packed_train_dataset(
+    directory: str, batch_size: int, *, balance: str = "loss", augment: bool = True, seed: int = 0
+) -> tf.data.Dataset:
+    """Streams training batches from ``affectlite data pack`` shards (for sets too large for
+    memory, such as AffectNet), with the same targets, weights and augmentation as
+    :func:`train_dataset`. ``balance="sampling"`` needs in-memory data and is refused."""
+    from affectlite.train.readers.packed import read_manifest, read_packed
+
+    if balance not in ("loss", "none"):
+        raise ValueError(f"Packed data supports balance loss or none, got {balance!r}.")
+    counts = read_manifest(directory)["splits"]["train"]["counts"]
+    total = np.array([counts.get(label, 0) for label in LABELS], np.float32)
+    weights = class_weights(total[None]) if balance == "loss" else np.ones(NUM_CLASSES)
+    weight_table = tf.constant(weights, tf.float32)
+    data = read_packed(directory, "train").shuffle(20_000, seed=seed)
+    data = data.map(
+        lambda e: (e["image"], e["soft"], tf.reduce_sum(e["soft"] * weight_table)),
+        num_parallel_calls=AUTOTUNE,
+    )
+    data = data.batch(batch_size, drop_remainder=True).map(_to_float, num_parallel_calls=AUTOTUNE)
+    if augment:
+        layers = augmenter(seed)
+        data = data.map(
+            lambda x, y, w: (layers(x, training=True), y, w), num_parallel_calls=AUTOTUNE
+        )
+    steps = int(total.sum()) // batch_size
+    return data.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(AUTOTUNE)
+
+
+def packed_split(directory: str, split: str) -> Split:
+    """Loads one packed split (e.g. validation) into memory."""
+    from affectlite.train.readers.packed import read_packed
+
+    images, targets, ids = [], [], []
+    for example in read_packed(directory, split).as_numpy_iterator():
+        images.append(example["image"])
+        targets.append(example["soft"])
+        ids.append(example["id"].decode())
+    return Split(np.stack(images), np.asarray(targets, np.float32), ids)
 
 
 def _examples(split: Split, weight: np.ndarray, indices: np.ndarray) -> tf.data.Dataset:

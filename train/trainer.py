@@ -31,7 +31,7 @@ from affectlite.edge_app.labels import LABELS
 from affectlite.train import plots
 from affectlite.train.metrics import classification_report
 from affectlite.train.model import build_model
-from affectlite.train.pipeline import Split, eval_dataset, train_dataset
+from affectlite.train.pipeline import Split, eval_dataset, packed_train_dataset, train_dataset
 
 CONFIG_FILE = "config.json"
 BEST_MODEL = "best.keras"
@@ -225,7 +225,7 @@ def _set_trainable(model: keras.Model, phase: str, pretrained: bool) -> None:
 
 def train(
     config: TrainConfig,
-    train_split: Split,
+    train_split: Split | str | Path,
     val_split: Split,
     run_dir: str | Path,
     *,
@@ -234,6 +234,16 @@ def train(
     data_summary: dict | None = None,
 ) -> dict:
     """Trains a classifier and writes the run folder.
+
+    Args:
+        config: the recipe's hyper-parameters.
+        train_split: training crops in memory, or a folder of ``affectlite data pack`` shards
+            to stream (large sets).
+        val_split: validation crops (in memory: they are scored after every epoch).
+        run_dir: the run folder; never overwritten unless ``resume``.
+        resume: continue an interrupted run with its saved configuration.
+        verbose: Keras' progress output.
+        data_summary: what the data was, saved in ``config.json``.
 
     Returns:
         The validation report of the best model (also saved as ``metrics.json``).
@@ -252,13 +262,22 @@ def train(
     strategy = distribution_strategy(config.distribute)
     with strategy.scope():
         model = build_model(config.backbone, config.input_size, config.weights, config.dropout)
-    data = train_dataset(
-        train_split,
-        config.batch_size,
-        balance=config.balance,
-        augment=config.augment,
-        seed=config.seed,
-    )
+    if isinstance(train_split, Split):
+        data = train_dataset(
+            train_split,
+            config.batch_size,
+            balance=config.balance,
+            augment=config.augment,
+            seed=config.seed,
+        )
+    else:  # a folder of packed shards, streamed
+        data = packed_train_dataset(
+            str(train_split),
+            config.batch_size,
+            balance=config.balance,
+            augment=config.augment,
+            seed=config.seed,
+        )
     steps = int(data.cardinality())
     started = time.time()
     with sigterm_as_interrupt():
