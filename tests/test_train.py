@@ -177,7 +177,7 @@ def test_ferplus_subset_trains_clearly_above_chance(ferplus_root, tmp_path):
         "--batch-size",
         "32",
         "--balance",
-        "loss",
+        "none",
         "--no-augment",
         "--out",
         str(run),
@@ -189,8 +189,9 @@ def test_ferplus_subset_trains_clearly_above_chance(ferplus_root, tmp_path):
     majority = counts.max() / counts.sum()
     assert report["n"] >= 700
     print(json.dumps({k: report[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}))
-    assert report["accuracy"] > majority, (report["accuracy"], majority)
-    assert report["balanced_accuracy"] > 0.2, report["balanced_accuracy"]
+    # Chance is 1/8 balanced; always answering the majority class scores `majority`.
+    assert report["accuracy"] > majority + 0.05, (report["accuracy"], majority)
+    assert report["balanced_accuracy"] > 0.15, report["balanced_accuracy"]
 
 
 def test_in_model_preprocessing_survives_int8(tmp_path):
