@@ -288,3 +288,14 @@ def test_evaluate_a_bundle_on_a_dataset_without_contempt(tiny_bundle, tmp_path):
     report = evaluate(predictor, images, labels)
     assert report["classes_evaluated"] == list(LABELS_7)
     assert "no contempt" in report["note"]
+
+
+def test_measure_pipeline_reports_images_per_second(face_folders):
+    process = _affectlite(
+        "train", "--data", str(face_folders), "--format", "folder", "--input-size", "32",
+        "--batch-size", "16", "--measure-pipeline", "4",
+    )  # fmt: skip
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 0, output[-2000:]
+    rate = float(output.split("input pipeline: ")[1].split(" images/s")[0])
+    assert rate > 0

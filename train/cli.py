@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, help="run folder (default runs/<format>-<time>)")
     parser.add_argument("--resume", type=Path, help="continue an interrupted run folder")
+    parser.add_argument(
+        "--measure-pipeline",
+        type=int,
+        metavar="BATCHES",
+        default=0,
+        help="only time the tf.data input pipeline over BATCHES batches (images/s), no training",
+    )
     for field in fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         if isinstance(field.default, bool):
@@ -103,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         run_dir = args.out or Path("runs") / f"{args.format}-{time.strftime('%Y%m%d-%H%M%S')}"
     policy = CropPolicy(margin=args.margin)
     train_split, val_split = _load(args, config, policy)
+    if args.measure_pipeline:
+        return _measure_pipeline(train_split, config, args.measure_pipeline)
     summary = {
         "root": str(args.data),
         "format": args.format,
@@ -149,5 +158,26 @@ def run(args: argparse.Namespace) -> int:
         f"best model {run_dir / 'best.keras'}: accuracy {report['accuracy']:.4f}, balanced "
         f"accuracy {report['balanced_accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} "
         f"(validation, n={report['n']})"
+    )
+    return 0
+
+
+def _measure_pipeline(train_split, config, batches: int) -> int:
+    """Prints how many images per second the input pipeline alone delivers."""
+    from affectlite.train.pipeline import (
+        measure_throughput,
+        packed_train_dataset,
+        train_dataset,
+    )
+
+    options = {"balance": config.balance, "augment": config.augment, "seed": config.seed}
+    if hasattr(train_split, "ids"):
+        data = train_dataset(train_split, config.batch_size, **options)
+    else:
+        data = packed_train_dataset(str(train_split), config.batch_size, **options)
+    rate = measure_throughput(data, batches)
+    print(
+        f"input pipeline: {rate:.0f} images/s ({batches} batches of {config.batch_size}, "
+        f"{config.input_size}px, augment={config.augment}, balance={config.balance})"
     )
     return 0
