@@ -129,3 +129,24 @@ def test_cli_lists_commands_and_rejects_unknown():
     )
     assert main(["--help"]) == 0
     assert main(["no-such-command"]) == 2
+
+
+def test_wheel_installs_one_namespace_only(tmp_path):
+    """Every module of the wheel lives under affectlite/: no top-level `train` or `convert`."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(root)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("affectlite-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert tops == {"affectlite"}, tops
+    for package in ("train", "train/readers", "convert", "calibration", "edge_app", "benchmarks"):
+        assert f"affectlite/{package}/__init__.py" in names, package
+    assert "affectlite/edge_app/affectlite.kv" in names
