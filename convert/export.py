@@ -165,6 +165,11 @@ def markdown_report(report: dict[str, Any]) -> str:
             f"- temperature {fit['temperature']:.3f}: ECE {fit['ece_before']:.4f} → "
             f"{fit['ece_after']:.4f} (held-out halves, {fit['bins']} bins)"
         )
+    elif "fitted_temperature" in fit:
+        lines.append(
+            f"- temperature kept at 1: the fitted {fit['fitted_temperature']:.3f} raised ECE "
+            f"{fit['ece_before']:.4f} → {fit['ece_after']:.4f} on held-out halves"
+        )
     worst = report.get("worst_layers")
     if worst:
         lines += ["", "## Worst int8 layers (rmse / scale; 0.29 is ideal rounding)", ""]
@@ -215,7 +220,20 @@ def _temperature(logits, labels, temperature: float | None) -> dict[str, Any]:
 
     if temperature is not None or logits is None:
         return {"temperature": 1.0 if temperature is None else temperature, "fitted": False}
-    return {**calibrate_temperature(logits, labels).to_dict(), "fitted": True}
+    return accept_temperature(calibrate_temperature(logits, labels).to_dict())
+
+
+def accept_temperature(fit: dict[str, Any]) -> dict[str, Any]:
+    """Keeps a fitted temperature only if it lowered ECE on held-out halves; else T = 1."""
+    if fit["ece_after"] <= fit["ece_before"]:
+        return {**fit, "fitted": True}
+    return {
+        **fit,
+        "fitted_temperature": fit["temperature"],
+        "temperature": 1.0,
+        "fitted": False,
+        "kept_1_because": "the fit raised held-out ECE",
+    }
 
 
 def convert_to_bundle(

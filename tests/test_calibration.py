@@ -324,3 +324,13 @@ def test_ferplus_representative_set_has_no_validation_image(ferplus_root):
     assert len(representative) == 64 and not set(representative.ids) & valid
     assert all(i.startswith("FER2013Train/") for i in representative.ids)
     assert len(representative.counts()) == len(LABELS)  # every class represented
+
+
+def test_a_temperature_that_hurts_held_out_calibration_is_not_kept():
+    from affectlite.convert.export import accept_temperature
+
+    hurts = accept_temperature({"temperature": 0.9, "ece_before": 0.02, "ece_after": 0.04})
+    assert hurts["temperature"] == 1.0 and hurts["fitted"] is False
+    assert hurts["fitted_temperature"] == 0.9
+    helps = accept_temperature({"temperature": 3.0, "ece_before": 0.2, "ece_after": 0.03})
+    assert helps["temperature"] == 3.0 and helps["fitted"] is True
