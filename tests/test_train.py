@@ -299,3 +299,71 @@ def test_measure_pipeline_reports_images_per_second(face_folders):
     assert process.returncode == 0, output[-2000:]
     rate = float(output.split("input pipeline: ")[1].split(" images/s")[0])
     assert rate > 0
+
+
+# Class balancing ----------------------------------------------------------------------------
+
+# FER2013Train majority labels (`affectlite data inspect … --format ferplus`): 75x imbalance.
+FERPLUS_TRAIN_COUNTS = [8_733, 7_284, 3_022, 3_136, 536, 116, 2_098, 120]
+
+
+def _imbalanced_split(counts: list[int]):
+    from affectlite.train.pipeline import Split
+
+    labels = np.repeat(np.arange(len(counts)), counts)
+    targets = np.eye(len(LABELS), dtype=np.float32)[labels]
+    images = np.zeros((len(labels), 8, 8, 3), np.uint8)
+    return Split(images, targets, [str(i) for i in range(len(labels))])
+
+
+def test_loss_weights_equalise_classes_and_sqrt_is_the_square_root():
+    from affectlite.train.pipeline import loss_weights
+
+    counts = np.array(FERPLUS_TRAIN_COUNTS + [0] * (len(LABELS) - 8), np.float32)
+    full, root = loss_weights(counts[None], "loss"), loss_weights(counts[None], "sqrt")
+    assert np.ptp(full * counts) < 1e-3 * (full * counts).max()  # every class weighs the same
+    assert full.mean() == pytest.approx(1) and root.mean() == pytest.approx(1)
+    assert full.max() / full.min() == pytest.approx(8_733 / 116, rel=1e-4)
+    assert root.max() / root.min() == pytest.approx((8_733 / 116) ** 0.5, rel=1e-4)
+    assert np.array_equal(loss_weights(counts[None], "none"), np.ones(len(LABELS)))
+    with_absent = loss_weights(np.array([[5, 0, 5, 0, 5, 0, 5, 0]], np.float32), "loss")
+    assert with_absent.tolist() == [1, 0, 1, 0, 1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("balance", ["loss", "sqrt", "none"])
+def test_train_batches_carry_the_class_weight_of_each_example(balance):
+    from affectlite.train.pipeline import loss_weights, train_dataset
+
+    split = _imbalanced_split([40, 20, 10, 10, 5, 5, 5, 1])
+    expected = loss_weights(split.targets, balance)
+    seen = 0
+    for _, targets, weights in train_dataset(split, 16, balance=balance, augment=False):
+        np.testing.assert_allclose(weights.numpy(), expected[targets.numpy().argmax(1)], 1e-6)
+        seen += len(weights)
+    assert seen == 96  # 6 full batches of 16
+
+
+def test_sampling_draws_classes_evenly():
+    from affectlite.train.pipeline import train_dataset
+
+    split = _imbalanced_split([400, 200, 100, 100, 50, 50, 50, 50])
+    labels = np.concatenate(
+        [
+            t.numpy().argmax(1)
+            for _, t, _ in train_dataset(split, 50, balance="sampling", augment=False)
+        ]
+    )
+    shares = np.bincount(labels, minlength=len(LABELS)) / len(labels)
+    assert len(labels) == 1000 and np.all(np.abs(shares - 1 / 8) < 0.05), shares
+
+
+def test_unknown_balance_mode_is_refused(face_folders):
+    from affectlite.train.pipeline import train_dataset
+
+    with pytest.raises(ValueError, match="balance must be one of loss, sqrt, sampling, none"):
+        train_dataset(_imbalanced_split([2] * 8), 4, balance="inverse")
+    process = _affectlite(
+        "train", "--data", str(face_folders), "--format", "folder", "--balance", "inverse"
+    )  # fmt: skip
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 2 and "invalid choice: 'inverse'" in output, output[-1000:]

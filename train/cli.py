@@ -20,14 +20,18 @@ _HELP = {
     "weights": "imagenet, none (from scratch) or a backbone weights .h5 path",
     "epochs": "total epochs, head warm-up included",
     "head_epochs": "epochs with the backbone frozen (pretrained weights only)",
-    "balance": "class balancing: loss, sampling or none",
+    "balance": "class balancing: loss (inverse frequency), sqrt (its square root), sampling "
+    "or none",
     "mixed_precision": "auto (float16 on GPU), on or off",
     "distribute": "auto, none, mirrored or multiworker (reads TF_CONFIG)",
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from affectlite.train.pipeline import BALANCE_MODES
     from affectlite.train.trainer import TrainConfig
+
+    choices = {"balance": BALANCE_MODES}
 
     parser.add_argument("--data", help="dataset root")
     parser.add_argument(
@@ -59,7 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
         else:
             parser.add_argument(
-                flag, type=type(field.default), default=field.default, help=_HELP.get(field.name)
+                flag,
+                type=type(field.default),
+                default=field.default,
+                choices=choices.get(field.name),
+                help=_HELP.get(field.name),
             )
 
 
