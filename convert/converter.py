@@ -15,7 +15,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +180,7 @@ class LayerError:
     mean_error: float
     max_abs_error: float
     scale: float
+    layer: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -236,7 +237,19 @@ def _layer_errors(debugger) -> list[LayerError]:
                 scale=scale,
             )
         )
+    tensors = [row.tensor for row in rows]
+    rows = [replace(row, layer=_layer_name(row.tensor, tensors)) for row in rows]
     return sorted(rows, key=lambda row: row.rmse_over_scale, reverse=True)
+
+
+def _layer_name(tensor: str, tensors: list[str]) -> str:
+    """A short name that ``--float-layers`` resolves to ``tensor`` alone: the Keras layer
+    that produced it (``conv2_block1_0_conv``), else the tensor name itself."""
+    path = tensor.split(";")[-1].split("/")
+    for name in (re.sub(r"_\d+$", "", path[-2]), path[-2]) if len(path) > 1 else ():
+        if resolve_layers((name,), tensors) == [tensor]:
+            return name
+    return tensor
 
 
 def quantization_errors(model, config: QuantizationConfig, workdir: str | Path) -> list[LayerError]:

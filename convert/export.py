@@ -173,7 +173,9 @@ def markdown_report(report: dict[str, Any]) -> str:
     worst = report.get("worst_layers")
     if worst:
         lines += ["", "## Worst int8 layers (rmse / scale; 0.29 is ideal rounding)", ""]
-        lines += [f"- {w['rmse_over_scale']:.3f}  {w['op']}  `{w['tensor']}`" for w in worst]
+        lines += [
+            f"- {w['rmse_over_scale']:.3f}  {w['op']}  `{w['layer'] or w['tensor']}`" for w in worst
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -306,6 +306,9 @@ def test_debugger_ranks_layers_and_float_layers_stay_float(model, train_data, va
     )
     conv1 = [e.tensor for e in errors if "conv1" in e.tensor]
     assert resolve_layers(("conv1",), [e.tensor for e in errors]) == conv1
+    tensors = [e.tensor for e in errors]
+    assert all(resolve_layers((e.layer,), tensors) == [e.tensor] for e in errors)
+    assert any(len(e.layer) < len(e.tensor) for e in errors)
     with pytest.raises(ValueError, match="'nope' matches no quantized layer; run with --debug"):
         resolve_layers(("nope",), [e.tensor for e in errors])
 
