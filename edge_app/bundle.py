@@ -37,8 +37,21 @@ FORMAT = "affectlite-bundle"
 FORMAT_VERSION = 1
 
 
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
+"""The trained bundle that ships inside the package (FER+, compact CNN, int8): what ``run``,
+``predict``, ``app``, ``bench`` and ``evaluate`` use when no bundle is named."""
+
+
 class BundleError(ValueError):
     """A bundle is missing, incomplete, altered or inconsistent."""
+
+
+def resolve_bundle(name: str | Path | None) -> Path:
+    """The bundle folder for a ``--bundle``/``--model`` value: ``None`` or ``"default"`` is the
+    shipped :data:`DEFAULT_BUNDLE`; anything else is a path, returned as given."""
+    if name is None or str(name) == "default":
+        return DEFAULT_BUNDLE
+    return Path(name)
 
 
 def sha256_file(path: str | Path) -> str:

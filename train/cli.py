@@ -43,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ferplus-mode", default="majority", help="majority|probability|drop-unknown"
     )
     parser.add_argument("--val-split", default="val", help="split used for validation")
+    parser.add_argument(
+        "--holdout",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="validate on a fixed stratified FRACTION of the training split (seeded) instead of "
+        "--val-split, which then stays unseen until a final `affectlite evaluate`",
+    )
     parser.add_argument("--limit", type=int, default=0, help="use at most N training images")
     parser.add_argument("--val-limit", type=int, default=0, help="use at most N validation images")
     parser.add_argument(
@@ -81,9 +89,19 @@ def _load(args, config, policy):
         from affectlite.train.pipeline import packed_split
 
         return Path(args.data), packed_split(args.data, args.val_split)
+    from affectlite.train.datasets import split_holdout
+
+    indexes = {}
+    train_index = load_dataset(args.data, args.format, "train", ferplus_mode=args.ferplus_mode)
+    if args.holdout:
+        indexes["train"], indexes["val"] = split_holdout(train_index, args.holdout, config.seed)
+    else:
+        indexes["train"] = train_index
+        indexes["val"] = load_dataset(
+            args.data, args.format, args.val_split, ferplus_mode=args.ferplus_mode
+        )
     splits = {}
-    for role, name in (("train", "train"), ("val", args.val_split)):
-        index = load_dataset(args.data, args.format, name, ferplus_mode=args.ferplus_mode)
+    for role, index in indexes.items():
         limit = args.limit if role == "train" else args.val_limit
         if limit and limit < len(index.samples):
             keep = np.random.default_rng(config.seed).permutation(len(index.samples))[:limit]
@@ -112,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         args.ferplus_mode = data.get("ferplus_mode", args.ferplus_mode)
         args.limit, args.val_limit = data.get("limit", 0), data.get("val_limit", 0)
         args.val_split, args.margin = data.get("val_split", "val"), data.get("margin", args.margin)
+        args.holdout = data.get("holdout", 0.0)
         run_dir = args.resume
     else:
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
@@ -124,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         "root": str(args.data),
         "format": args.format,
         "ferplus_mode": args.ferplus_mode,
-        "val_split": args.val_split,
+        "val_split": f"holdout {args.holdout} of train" if args.holdout else args.val_split,
+        "holdout": args.holdout,
         "limit": args.limit,
         "val_limit": args.val_limit,
         "margin": args.margin,

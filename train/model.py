@@ -104,7 +104,8 @@ def build_model(
     """Builds the emotion classifier.
 
     Args:
-        backbone: a key of :data:`BACKBONES`.
+        backbone: ``"compact"`` (the kit's small-face CNN, :mod:`affectlite.train.compact`)
+            or a key of :data:`BACKBONES`.
         input_size: square input side in pixels (224 as in the paper; 112 costs a quarter of it).
         weights: ``"imagenet"``, ``None`` / ``"none"`` (from scratch) or a backbone weights path.
         dropout: dropout rate before the classification layer.
@@ -114,8 +115,16 @@ def build_model(
         A model mapping ``(N, input_size, input_size, 3)`` RGB 0..255 to ``(N, num_classes)``
         float32 logits. Its ``backbone`` attribute is the keras.applications sub-model.
     """
+    if backbone == "compact":
+        if resolve_weights(weights) is not None:
+            raise ValueError("The compact backbone trains from scratch: use --weights none.")
+        from affectlite.train.compact import build_compact
+
+        return build_compact(input_size, dropout=dropout, num_classes=num_classes)
     if backbone not in BACKBONES:
-        raise ValueError(f"Unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}.")
+        raise ValueError(
+            f"Unknown backbone {backbone!r}; choose from compact, {', '.join(BACKBONES)}."
+        )
     if input_size < 32:
         raise ValueError(f"input_size must be at least 32 pixels, got {input_size}.")
     spec = BACKBONES[backbone]
