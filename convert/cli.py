@@ -54,6 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--verify-split", default="val", help="labelled split to verify on (default val)"
     )
+    data.add_argument(
+        "--holdout",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="verify on the seeded FRACTION of the train split that `affectlite train --holdout` "
+        "held out (same --seed), keeping --verify-split unseen",
+    )
     data.add_argument("--verify-limit", type=int, default=0, help="verify on N random images")
     data.add_argument(
         "--n", type=int, default=300, help="representative images drawn from --data train"
@@ -129,10 +137,17 @@ def _representative(args, size: int, crop: CropPolicy):
 
 
 def _verification(args, size: int, crop: CropPolicy):
-    from affectlite.train.datasets import load_dataset
+    from affectlite.train.datasets import load_dataset, split_holdout
     from affectlite.train.pipeline import load_split
 
-    index = load_dataset(args.data, args.format, args.verify_split, ferplus_mode=args.ferplus_mode)
+    if args.holdout:
+        train = load_dataset(args.data, args.format, "train", ferplus_mode=args.ferplus_mode)
+        index = split_holdout(train, args.holdout, args.seed)[1]
+        args.verify_split = f"holdout {args.holdout} of train, seed {args.seed}"
+    else:
+        index = load_dataset(
+            args.data, args.format, args.verify_split, ferplus_mode=args.ferplus_mode
+        )
     if args.verify_limit and args.verify_limit < len(index.samples):
         keep = np.random.default_rng(args.seed).permutation(len(index.samples))[: args.verify_limit]
         index.samples = [index.samples[i] for i in np.sort(keep)]
