@@ -154,9 +154,14 @@ def test_model_outputs_logits_for_raw_pixels():
         build_model("vgg", 32, "none")
 
 
+THRESHOLD_OVER_MAJORITY = 0.10
+MIN_BALANCED = 0.25
+
+
 @pytest.mark.slow
 def test_ferplus_subset_trains_clearly_above_chance(ferplus_root, tmp_path):
-    """A few minutes of CPU training on real FER+ faces beats chance on held-out validation."""
+    """A few minutes of CPU training of the compact CNN on real FER+ faces learns with a wide
+    margin over chance on held-out validation faces, whatever the CPU's kernels."""
     run = tmp_path / "ferplus"
     process = _affectlite(
         "train",
@@ -165,17 +170,23 @@ def test_ferplus_subset_trains_clearly_above_chance(ferplus_root, tmp_path):
         "--format",
         "ferplus",
         "--limit",
-        "3000",
+        "4000",
         "--val-limit",
         "800",
+        "--backbone",
+        "compact",
         "--input-size",
         "48",
         "--weights",
         "none",
         "--epochs",
-        "3",
+        "4",
         "--batch-size",
-        "32",
+        "64",
+        "--learning-rate",
+        "0.002",
+        "--weight-decay",
+        "0.05",
         "--balance",
         "none",
         "--no-augment",
@@ -190,8 +201,33 @@ def test_ferplus_subset_trains_clearly_above_chance(ferplus_root, tmp_path):
     assert report["n"] >= 700
     print(json.dumps({k: report[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}))
     # Chance is 1/8 balanced; always answering the majority class scores `majority`.
-    assert report["accuracy"] > majority + 0.05, (report["accuracy"], majority)
-    assert report["balanced_accuracy"] > 0.15, report["balanced_accuracy"]
+    assert report["accuracy"] > majority + THRESHOLD_OVER_MAJORITY, (report["accuracy"], majority)
+    assert report["balanced_accuracy"] > MIN_BALANCED, report["balanced_accuracy"]
+
+
+def test_compact_model_sees_a_colour_crop_and_its_grey_version_alike():
+    """RGB→grey happens inside the model, so a camera's colour crop and the same crop in grey
+    (R = G = B = luminance, as FER+ faces are) give the same logits."""
+    import cv2
+    import keras
+
+    from affectlite.train.model import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model("compact", 48, "none")
+    colour = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 3)).astype(np.uint8)
+    grey = np.stack(
+        [cv2.cvtColor(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for c in colour]
+    )
+    swapped = colour[..., ::-1]  # the same pixels with red and blue swapped: a different grey
+
+    def logits(images):
+        return model.predict(images.astype(np.float32), verbose=0)
+
+    grey_change = np.abs(logits(grey) - logits(colour)).max()
+    swap_change = np.abs(logits(swapped) - logits(colour)).max()
+    # Only uint8 rounding of the luminance separates the grey crop from the colour one.
+    assert grey_change < swap_change / 10, (grey_change, swap_change)
 
 
 def test_in_model_preprocessing_survives_int8(tmp_path):
