@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         return _fail(EXIT_INPUT, str(error))
     from affectlite.edge_app.detector import DetectorUnavailable
+    from affectlite.train.provenance import command_line
 
     from .converter import ConversionError, check_model, load_keras_model
     from .export import convert_to_bundle
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         gate = Gate(args.max_drop, args.min_agreement)
         model = load_keras_model(args.model)
         size = check_model(model, LABELS)
-        run_info = _training_run(args.model)
+        run_info = {**_training_run(args.model), "conversion_command": command_line()}
         crop = _crop(args, run_info)
         representative = _representative(args, size, crop) if args.mode == "int8" else None
         config = QuantizationConfig.from_options(args.mode, io, representative, float_layers)

@@ -139,7 +139,12 @@ def run(args: argparse.Namespace) -> int:
     train_split, val_split = _load(args, config, policy)
     if args.measure_pipeline:
         return _measure_pipeline(train_split, config, args.measure_pipeline)
+    from affectlite.train import provenance
+
     summary = {
+        "command": provenance.command_line(),
+        "git_commit": provenance.git_commit(),
+        "licence": provenance.licence(args.format),
         "root": str(args.data),
         "format": args.format,
         "ferplus_mode": args.ferplus_mode,
