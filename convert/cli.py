@@ -69,6 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--margin", type=float, help="face crop margin (default: the training run's)")
     data.add_argument("--skip-verify", action="store_true", help="write an unverified bundle")
+    data.add_argument(
+        "--logit-adjust",
+        action="store_true",
+        help="fold a logit adjustment for rare classes into the model, its strength chosen on "
+        "the verification split against the training run's class counts (see "
+        "calibration/prior.py)",
+    )
     checks = parser.add_argument_group("gate and diagnostics")
     checks.add_argument(
         "--max-drop", type=float, default=1.0, help="allowed balanced-accuracy loss, points"
@@ -155,6 +162,25 @@ def _verification(args, size: int, crop: CropPolicy):
     return split.images, split.labels, f"{args.format}:{args.data} ({args.verify_split})"
 
 
+def _adjust(model, run_info: dict[str, Any], images, labels) -> dict[str, Any]:
+    """Fits and folds the logit adjustment (before quantization, so int8 carries it)."""
+    from affectlite.calibration.prior import fit_logit_adjustment, fold_into_model
+
+    counts = run_info.get("data", {}).get("train_counts")
+    if images is None or not isinstance(counts, dict):
+        raise ValueError(
+            "--logit-adjust needs verification data and the training run's config.json "
+            "(with train_counts) beside the model."
+        )
+    logits = model.predict(images.astype(np.float32), batch_size=256, verbose=0)
+    adjustment = fit_logit_adjustment(logits, labels, np.array([counts[k] for k in LABELS]))
+    fold_into_model(model, adjustment)
+    print(
+        f"logit adjustment tau {adjustment.tau}: held-out {adjustment.before} → {adjustment.after}"
+    )
+    return adjustment.to_dict()
+
+
 def _fail(code: int, message: str) -> int:
     print(f"affectlite convert: {message}", file=sys.stderr)
     return code
@@ -195,6 +221,8 @@ def run(args: argparse.Namespace) -> int:
         description = ""
         if not args.skip_verify:
             images, labels, description = _verification(args, size, crop)
+        if args.logit_adjust:
+            run_info["logit_adjustment"] = _adjust(model, run_info, images, labels)
         report = convert_to_bundle(
             model,
             config,
