@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= train,edge,dev
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean default-bundle
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,3 +25,20 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# The shipped default bundle, rebuilt from FER+ (about 90 min on 2 CPU cores; see
+# benchmarks/RESULTS.md): train the compact CNN, convert to int8 with a logit adjustment chosen on
+# the held-out 10 % of FER2013Train, score FER2013Valid once, publish into edge_app/models/default.
+FERPLUS ?= ../shared/data/ferplus
+RUN ?= runs/ferplus-compact-48
+AFFECTLITE := $(VENV)/bin/affectlite
+default-bundle: setup
+	$(AFFECTLITE) train --data $(FERPLUS) --format ferplus --ferplus-mode probability \
+	  --holdout 0.1 --backbone compact --input-size 48 --weights none --epochs 30 \
+	  --batch-size 256 --learning-rate 0.0015 --weight-decay 0.05 --label-smoothing 0.05 \
+	  --balance none --dropout 0.4 --mixed-precision off --out $(RUN)
+	$(AFFECTLITE) convert $(RUN)/best.keras --mode int8 --data $(FERPLUS) --format ferplus \
+	  --ferplus-mode probability --holdout 0.1 --n 500 --logit-adjust --out $(RUN)/int8
+	$(AFFECTLITE) evaluate --model $(RUN)/int8 --data $(FERPLUS) --format ferplus --split val \
+	  --json $(RUN)/ferplus-valid.json
+	$(PY) -m affectlite.convert.publish $(RUN)/int8 $(RUN)/ferplus-valid.json --name ferplus_valid
