@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from affectlite.edge_app.labels import NUM_CLASSES
+from affectlite.train.compact import build_compact  # also registers GreyPreprocess for loading
 
 IMAGENET_HINT = (
     "ImageNet weights for {name} could not be loaded ({error}). This machine may be offline: "
@@ -118,8 +119,6 @@ def build_model(
     if backbone == "compact":
         if resolve_weights(weights) is not None:
             raise ValueError("The compact backbone trains from scratch: use --weights none.")
-        from affectlite.train.compact import build_compact
-
         return build_compact(input_size, dropout=dropout, num_classes=num_classes)
     if backbone not in BACKBONES:
         raise ValueError(
