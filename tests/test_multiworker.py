@@ -110,3 +110,26 @@ def test_is_chief_follows_the_multi_worker_guide(task, jobs, chief):
         )
 
     assert is_chief(Strategy()) is chief
+
+
+def test_worker_scratch_resumes_from_the_chief_state_and_is_deleted(tmp_path, monkeypatch):
+    from affectlite.train.trainer import CONFIG_FILE, worker_scratch
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    run = tmp_path / "run"
+    for name in (CONFIG_FILE, "best.json", "phase-head.weights.h5", "backup/finetune/a.json"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(name)
+    (run / "tensorboard").mkdir()
+
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    with worker_scratch(run, resume=True) as scratch:
+        assert scratch.parent == tmp_path / "tmp"
+        copied = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*") if p.is_file())
+        assert copied == sorted([CONFIG_FILE, "best.json", "phase-head.weights.h5",
+                                 "backup/finetune/a.json"])  # fmt: skip
+    assert not any((tmp_path / "tmp").iterdir())
+    assert (run / "best.json").read_text() == "best.json"  # the chief's folder is untouched
