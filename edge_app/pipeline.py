@@ -15,7 +15,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .classifier import EmotionClassifier
-from .detector import DETECTORS, Detection, make_detector
+from .detector import DETECTORS, Detection, FaceDetector, HaarDetector, make_detector
 from .preprocess import Box, ImageError, crop_face
 from .tracking import UNCERTAIN, FaceTracker, TrackerConfig
 
@@ -144,6 +144,28 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def detect_faces(
+    detector: FaceDetector | HaarDetector,
+    frame: np.ndarray,
+    detect_width: int | None,
+    min_face: int,
+    detect_frame: np.ndarray | None = None,
+) -> list[Detection]:
+    """Faces of ``frame`` in its pixels, largest first, as the device finds them: detected on
+    ``detect_frame`` or on the frame downscaled to ``detect_width``, faces under ``min_face``
+    pixels dropped."""
+    height, width = frame.shape[:2]
+    small = detect_frame
+    if small is None:
+        small = frame
+        if detect_width and width > detect_width:
+            new_size = (detect_width, max(1, round(height * detect_width / width)))
+            small = cv2.resize(frame, new_size, interpolation=cv2.INTER_AREA)
+    sx, sy = width / small.shape[1], height / small.shape[0]
+    detections = [d.scaled(sx, sy) for d in detector.detect(small)]
+    return [d for d in detections if d.box[2] >= min_face and d.box[3] >= min_face]
+
+
 class Pipeline:
     """Detects, crops, classifies (one batch for all faces) and tracks the faces of frames."""
 
@@ -215,18 +237,10 @@ class Pipeline:
         return FrameResult(timestamp, faces, timings)
 
     def _detect(self, frame: np.ndarray, detect_frame: np.ndarray | None) -> list[Detection]:
-        height, width = frame.shape[:2]
-        small = detect_frame
-        if small is None:
-            small = frame
-            limit = self.config.detect_width
-            if limit and width > limit:
-                new_size = (limit, max(1, round(height * limit / width)))
-                small = cv2.resize(frame, new_size, interpolation=cv2.INTER_AREA)
-        sx, sy = width / small.shape[1], height / small.shape[0]
-        detections = [d.scaled(sx, sy) for d in self.detector.detect(small)]
-        least = self.config.min_face
-        return [d for d in detections if d.box[2] >= least and d.box[3] >= least]
+        config = self.config
+        return detect_faces(
+            self.detector, frame, config.detect_width, config.min_face, detect_frame
+        )
 
     def _faces(self, detections: list[Detection], probabilities: np.ndarray) -> list[FaceResult]:
         tracks = self.tracker.update([d.box for d in detections], probabilities)

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from affectlite.edge_app.bundle import DEFAULT_BUNDLE
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
+from affectlite.errors import InputError
 from affectlite.train.metrics import classification_report
 
 
@@ -24,11 +26,29 @@ class Predictor:
     input_size: int
     crop: CropPolicy
     logits: Callable[[np.ndarray], np.ndarray]
+    detector_path: Path | None = None
+
+
+@dataclass
+class DetectedSplit:
+    """Crops of the faces BlazeFace found in whole images, and what it did not find."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    summary: dict
 
 
 def load_predictor(path: str | Path, num_threads: int | None = None) -> Predictor:
-    """Opens a bundle folder, a ``.tflite`` file or a ``.keras`` model."""
-    path = Path(path)
+    """Opens a bundle folder (``"default"``: the shipped bundle), a ``.tflite`` file or a
+    ``.keras`` model."""
+    from affectlite.edge_app.bundle import resolve_bundle
+
+    path = resolve_bundle(path)
+    if path == DEFAULT_BUNDLE and not path.is_dir():
+        raise InputError(
+            f"--model default: the shipped bundle is missing at {path}; reinstall affectlite "
+            "or name a bundle folder, .tflite or .keras file."
+        )
     if path.is_dir():
         from affectlite.edge_app.bundle import load_bundle
         from affectlite.edge_app.classifier import EmotionClassifier
@@ -41,6 +61,7 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
             bundle.input_size,
             bundle.crop_policy,
             _batched(classifier.logits, 64),
+            bundle.detector_path,
         )
     if not path.is_file():
         raise FileNotFoundError(f"--model {path}: no such file or bundle folder.")
@@ -79,6 +100,74 @@ def _batched(function: Callable[[np.ndarray], np.ndarray], size: int):
     return run
 
 
+def detect_split(index, predictor: Predictor, num_threads: int | None = None) -> DetectedSplit:
+    """Finds the face in each whole image of ``index`` as the device does and crops it.
+
+    BlazeFace (the bundle's, else the installed one) runs with the app's settings
+    (``PipelineConfig``: detection width, score threshold, least face size); the largest face
+    of an image is cropped with ``predictor.crop`` (the bundle's policy) by ``crop_face``.
+    Dataset face boxes are ignored. Images without a face are listed, not dropped silently;
+    unreadable images are listed apart.
+    """
+    from affectlite.edge_app.detector import FaceDetector, blazeface_model_path
+    from affectlite.edge_app.pipeline import PipelineConfig, detect_faces
+    from affectlite.edge_app.preprocess import ImageError
+    from affectlite.train.datasets import load_image
+
+    config = PipelineConfig()
+    detector = FaceDetector(
+        predictor.detector_path or blazeface_model_path(),
+        num_threads,
+        config.score_threshold,
+        config.nms_threshold,
+        config.max_faces,
+    )
+    crops, labels, no_face, unreadable, several = [], [], [], [], 0
+    for sample in index.samples:
+        try:
+            image = load_image(sample)
+        except (ImageError, OSError) as error:
+            unreadable.append((sample.id, str(error)))
+            continue
+        faces = detect_faces(detector, image, config.detect_width, config.min_face)
+        crop = _crop_largest(image, faces, predictor)
+        if crop is None:
+            no_face.append(sample.id)
+            continue
+        several += len(faces) > 1
+        crops.append(crop)
+        labels.append(sample.label)
+    summary = {
+        "detector": "blazeface",
+        "images": len(index.samples) - len(unreadable),
+        "faces_found": len(crops),
+        "no_face": len(no_face),
+        "no_face_files": no_face,
+        "several_faces": several,
+        "unreadable": unreadable,
+    }
+    if not crops:
+        raise InputError(
+            f"{index.root}: no face found in any of the {summary['images']} readable images of "
+            f"the {index.split!r} split; are these whole photos with visible faces?"
+        )
+    return DetectedSplit(np.stack(crops), np.asarray(labels), summary)
+
+
+def _crop_largest(image: np.ndarray, faces: list, predictor: Predictor) -> np.ndarray | None:
+    """The largest face's crop; ``None`` without a face or, as the app skips it, when the
+    box lies off the image."""
+    from affectlite.edge_app.preprocess import ImageError, crop_face
+
+    if not faces:
+        return None
+    largest = max(faces, key=lambda face: face.area)
+    try:
+        return crop_face(image, largest.box, predictor.input_size, predictor.crop)
+    except ImageError:
+        return None
+
+
 def evaluate(predictor: Predictor, images: np.ndarray, labels: np.ndarray) -> dict:
     """Classification report of ``predictor`` on uint8 crops with integer labels."""
     report = classification_report(labels, predictor.logits(images), LABELS)
@@ -95,13 +184,24 @@ def evaluate(predictor: Predictor, images: np.ndarray, labels: np.ndarray) -> di
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="bundle folder, .tflite or .keras")
+    parser.add_argument(
+        "--model",
+        default="default",
+        help="bundle folder, .tflite or .keras; default: the shipped bundle",
+    )
     parser.add_argument("--data", required=True, help="dataset root")
     parser.add_argument("--format", required=True, help="dataset format (see `affectlite data`)")
     parser.add_argument("--split", default="val", help="dataset split (default: val)")
     parser.add_argument("--ferplus-mode", default="majority")
     parser.add_argument("--limit", type=int, default=0, help="score only the first N samples")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--detect",
+        action="store_true",
+        help="the images are whole photos: find the face with BlazeFace and crop it as the app "
+        "does (the largest face where there are several; dataset face boxes are ignored); "
+        "images without a face are counted and listed in the report",
+    )
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--png", type=Path, help="confusion matrix PNG (default: beside --json)")
 
@@ -115,19 +215,32 @@ def run(args: argparse.Namespace) -> int:
     index = load_dataset(args.data, args.format, args.split, ferplus_mode=args.ferplus_mode)
     if args.limit:
         index.samples = index.samples[: args.limit]
-    split = load_split(index, predictor.input_size, predictor.crop)
-    report = evaluate(predictor, split.images, split.labels)
+    if args.detect:
+        found = detect_split(index, predictor, args.threads)
+        report = evaluate(predictor, found.images, found.labels)
+        report["detection"] = found.summary
+        skipped = len(index.skipped) + len(found.summary["unreadable"])
+    else:
+        split = load_split(index, predictor.input_size, predictor.crop)
+        report = evaluate(predictor, split.images, split.labels)
+        skipped = len(split.skipped)
     report["data"] = {
         "root": str(args.data),
         "format": args.format,
         "split": args.split,
-        "skipped": len(split.skipped),
+        "skipped": skipped,
     }
     print(
         f"{predictor.kind} on {args.format}/{args.split} (n={report['n']}): accuracy "
         f"{report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}, "
         f"macro-F1 {report['macro_f1']:.4f}"
     )
+    if "detection" in report:
+        found = report["detection"]
+        print(
+            f"faces found in {found['faces_found']} of {found['images']} images; no face in "
+            f"{found['no_face']} (listed in the report's detection.no_face_files)"
+        )
     if "note" in report:
         print(f"note: {report['note']}")
     if args.json:

@@ -18,9 +18,11 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import keras
@@ -245,21 +247,81 @@ def train(
         verbose: Keras' progress output.
         data_summary: what the data was, saved in ``config.json``.
 
+    With ``TF_CONFIG`` (MultiWorkerMirroredStrategy) every worker runs this same function, as
+    Keras' multi-worker guide prescribes: all of them run every step, saving included (a worker
+    that skipped one could leave the others waiting in a collective op), but only the chief
+    writes ``run_dir``; the others write to a temporary folder deleted when they finish.
+
     Returns:
         The validation report of the best model (also saved as ``metrics.json``).
     """
     run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, resume, min_free_bytes=600 * 2**20)
-    if resume:
+    if resume and (run_dir / CONFIG_FILE).is_file():
         config = TrainConfig.load(run_dir / CONFIG_FILE)
-    else:
+    strategy = distribution_strategy(config.distribute)
+    run = partial(_train, strategy, config, train_split, val_split, resume=resume)
+    if is_chief(strategy):
+        return run(run_dir, verbose=verbose, data_summary=data_summary)
+    with worker_scratch(run_dir, resume) as scratch:
+        return run(scratch, verbose=0, data_summary=data_summary)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run folder: the only process, the ``chief`` task, or
+    worker 0 of a cluster without one."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type is None:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    jobs = resolver.cluster_spec().jobs
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in jobs
+
+
+@contextmanager
+def worker_scratch(run_dir: Path, resume: bool):
+    """A temporary run folder for a non-chief worker, deleted on exit.
+
+    When resuming, it starts from the chief's saved state (``run_dir`` must be on a file
+    system every worker reads, as for Keras' ``BackupAndRestore``).
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="affectlite-worker-"))
+    try:
+        if resume:
+            for name in (CONFIG_FILE, "best.json", "backup", *_phase_files(run_dir)):
+                source = run_dir / name
+                if source.is_dir():
+                    shutil.copytree(source, scratch / name)
+                elif source.is_file():
+                    shutil.copy2(source, scratch / name)
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _phase_files(run_dir: Path) -> list[str]:
+    return [path.name for path in run_dir.glob("phase-*.weights.h5")]
+
+
+def _train(
+    strategy: tf.distribute.Strategy,
+    config: TrainConfig,
+    train_split: Split | str | Path,
+    val_split: Split,
+    run_dir: Path,
+    *,
+    resume: bool,
+    verbose: int | str,
+    data_summary: dict | None,
+) -> dict:
+    prepare_run_dir(run_dir, resume, min_free_bytes=600 * 2**20)
+    if not resume:
         summary = {"config": asdict(config), "data": data_summary or {}}
         atomic_write_text(
             run_dir / CONFIG_FILE, json.dumps({**asdict(config), **summary}, indent=2)
         )
     keras.utils.set_random_seed(config.seed)
     policy = set_precision(config.mixed_precision)
-    strategy = distribution_strategy(config.distribute)
     with strategy.scope():
         model = build_model(config.backbone, config.input_size, config.weights, config.dropout)
     if isinstance(train_split, Split):
@@ -299,6 +361,42 @@ def train(
     return _finish(run_dir, val_split, config, policy, time.time() - started)
 
 
+@contextmanager
+def keras_multiworker_fit(model: keras.Model, strategy: tf.distribute.Strategy, data):
+    """Works around two Keras 3 bugs that stop ``fit`` under MultiWorkerMirroredStrategy with
+    several workers (keras-team/keras#20585, open in Keras 3.15):
+
+    - ``fit`` builds the model from its first distributed batch after ``strategy.reduce`` of the
+      whole (images, targets, weights) tuple, which fails; the model is built here instead from
+      one local batch, so ``fit`` has nothing left to build;
+    - ``fit`` averages each step's scalar logs with ``strategy.reduce(..., axis=0)``, which
+      fails on scalars; during ``fit`` they are averaged with ``axis=None``.
+
+    A no-op for any other strategy.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        yield
+        return
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    with strategy.scope():
+        model._symbolic_build(data_batch=next(iter(data)))
+    model._maybe_symbolic_build = lambda **kwargs: None
+    original = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction != "auto":
+            return original(values, strategy, reduction)
+        return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    try:
+        yield
+    finally:
+        tf_trainer.reduce_per_replica = original
+        del model._maybe_symbolic_build
+
+
 def _run_phase(
     model, strategy, config, phase, first, end, peak, steps, data, val, run_dir, verbose
 ) -> None:
@@ -317,13 +415,8 @@ def _run_phase(
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase), double_checkpoint=True),
     ]
-    model.fit(
-        data,
-        epochs=end,
-        initial_epoch=first,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    with keras_multiworker_fit(model, strategy, data):
+        model.fit(data, epochs=end, initial_epoch=first, callbacks=callbacks, verbose=verbose)
     tmp = done.with_name(f".{done.name}.tmp.weights.h5")
     model.save_weights(tmp)
     os.replace(tmp, done)
