@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
         required=True,
-        help="picamera2, android, a webcam index (0, 1, …), a video file or a folder of images",
+        help="picamera2, android, a webcam index (0, 1, …), a video file, an image file or a "
+        "folder of images (photos are classified one by one, without tracking or smoothing)",
     )
     parser.add_argument("--bundle", required=True, type=Path, help="the model bundle folder")
     parser.add_argument(
@@ -247,11 +248,12 @@ def run_loop(
 ) -> None:
     """Processes frames until the source ends, ``max_frames`` or ``stop`` is set."""
     stop = stop or threading.Event()
+    still = getattr(source, "still", False)  # photos: no tracking or smoothing across them
     while not stop.is_set() and (max_frames is None or stats.frames < max_frames):
         frame = source.read()
         if frame is None:
             break
-        result = pipeline.process(frame, source.detection_frame())
+        result = pipeline.process(frame, source.detection_frame(), still=still)
         record = {"frame": stats.frames, **result.to_dict()}
         current = getattr(source, "current_path", None)
         if current is not None:
