@@ -224,7 +224,8 @@ def draw(frame_rgb: np.ndarray, result: FrameResult) -> np.ndarray:
         x, y, w, h = (int(round(v)) for v in face.box)
         colour = (0, 200, 255) if face.uncertain else (0, 220, 0)
         cv2.rectangle(image, (x, y), (x + w, y + h), colour, 2)
-        text = f"{face.track_id}: {face.label} {face.confidence:.2f}"
+        track = "" if face.track_id is None else f"{face.track_id}: "  # photos have none
+        text = f"{track}{face.label} {face.confidence:.2f}"
         cv2.putText(image, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
     return image
 
