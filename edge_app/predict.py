@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -148,9 +150,9 @@ def encode_jpeg(picture_rgb: np.ndarray) -> bytes:
 
 def predict_photo(
     recognizer: EmotionRecognizer, path: Path, out: Path, taken: set[str], emit: Emit
-) -> np.ndarray | None:
-    """Classifies one photo, writes its annotated picture and line; returns the picture, or
-    ``None`` when the photo cannot be read (the line then carries the error)."""
+) -> tuple[Path, np.ndarray] | None:
+    """Classifies one photo, writes its annotated picture and line; returns the picture's path
+    and pixels, or ``None`` when the photo cannot be read (the line then carries the error)."""
     try:
         frame = read_image(path)
     except ImageError as error:
@@ -160,9 +162,9 @@ def predict_photo(
     faces = recognizer.predict(frame)
     picture = recognizer.annotate(frame, faces)
     name = unique_name(path.stem, ".jpg", taken)
-    write_bytes(out / name, encode_jpeg(picture))
+    written = write_bytes(out / name, encode_jpeg(picture))
     emit({"file": str(path), "annotated": name, "faces": [face.to_dict() for face in faces]})
-    return picture
+    return written, picture
 
 
 def predict_stream(
@@ -219,26 +221,44 @@ def open_video_writer(path: Path, fps: float, shape: tuple[int, ...]) -> cv2.Vid
     return writer
 
 
-def window_viewer(wanted: bool, out: Path) -> Show | None:
-    """``cv2.imshow`` when ``--show`` is asked for and OpenCV has a GUI and a display; else
-    ``None``, after saying why on standard error."""
+def window_backend(wanted: bool) -> str | None:
+    """How ``--show`` opens its window: ``"opencv"`` (a GUI OpenCV and a display), ``"kivy"``
+    (Kivy installed and a display, SDL's included) or ``None``, after saying why on stderr."""
     if not wanted:
         return None
     try:
         check_display()
+        return "opencv"
     except RunnerError as error:
-        print(
-            f"{PROG}: no window: {error} The annotated pictures go to {out}; "
-            "`affectlite app` shows photos in its window (Open photo).",
-            file=sys.stderr,
-        )
-        return None
+        reason = str(error)
+    display = not sys.platform.startswith("linux") or any(
+        os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")
+    )
+    if display and importlib.util.find_spec("kivy") is not None:
+        return "kivy"
+    print(
+        f"{PROG}: no window: {reason} Kivy (`pip install 'affectlite[edge]'`) with a display "
+        "would do too. The annotated pictures are written all the same.",
+        file=sys.stderr,
+    )
+    return None
 
-    def show(picture: np.ndarray, moving: bool) -> bool:
-        cv2.imshow(WINDOW, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-        return cv2.waitKey(1 if moving else 0) & 0xFF not in (ord("q"), 27)
 
-    return show
+def opencv_show(picture: np.ndarray, moving: bool) -> bool:
+    """Shows a picture with ``cv2.imshow``; waits for a key on photos. False after q or Esc."""
+    cv2.imshow(WINDOW, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    return cv2.waitKey(1 if moving else 0) & 0xFF not in (ord("q"), 27)
+
+
+def kivy_show(pictures: list[Path]) -> None:
+    """Shows the annotated photos in a Kivy window (Next, Close) until it is closed."""
+    if not pictures:
+        print(f"{PROG}: no annotated photo to show (videos: open the MP4 files).", file=sys.stderr)
+        return
+    os.environ.setdefault("KCFG_KIVY_LOG_LEVEL", "warning")
+    from .ui import PictureViewer  # Kivy only now, and only for --show
+
+    PictureViewer(pictures).run()
 
 
 def _recognizer(args: argparse.Namespace) -> EmotionRecognizer:
@@ -269,16 +289,20 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = args.out or Path("runs") / f"predict-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    show = window_viewer(args.show, out)
+    backend = window_backend(args.show)
+    show = opencv_show if backend == "opencv" else None
+    shown: list[Path] = []
     taken: set[str] = {"predictions.jsonl"}
     counts = {"photo": 0, "frame": 0, "failed": 0}
     with JsonLines(out / "predictions.jsonl") as lines:
         for item in items:
             if item.kind == "photo":
-                picture = predict_photo(recognizer, item.target, out, taken, lines.write)
-                counts["photo" if picture is not None else "failed"] += 1
-                if picture is not None and show is not None and not show(picture, False):
-                    show = None
+                done = predict_photo(recognizer, item.target, out, taken, lines.write)
+                counts["photo" if done is not None else "failed"] += 1
+                if done is not None:
+                    shown.append(done[0])
+                    if show is not None and not show(done[1], False):
+                        show = None
                 continue
             if item.kind == "camera":
                 print(f"{PROG}: reading camera {item.target}; Ctrl-C stops it.", file=sys.stderr)
@@ -294,4 +318,6 @@ def run(args: argparse.Namespace) -> int:
         f"{PROG}: {counts['photo']} photo(s) and {counts['frame']} video frame(s) annotated in "
         f"{out}/ with predictions.jsonl; {counts['failed']} source(s) failed."
     )
+    if backend == "kivy":
+        kivy_show(shown)
     return 2 if counts["failed"] else 0

@@ -25,9 +25,12 @@ from kivy.app import App
 from kivy.clock import Clock, mainthread
 from kivy.config import Config
 from kivy.graphics.texture import Texture
+from kivy.metrics import dp
 from kivy.properties import BooleanProperty, ListProperty, ObjectProperty, StringProperty
 from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.button import Button
 from kivy.uix.floatlayout import FloatLayout
+from kivy.uix.label import Label
 from kivy.uix.popup import Popup
 from kivy.uix.widget import Widget
 from kivy.utils import platform
@@ -92,6 +95,18 @@ class FramePreview(Widget):
     def _place(self) -> None:
         if self.texture is not None:
             self.display_rect = overlay.fit_rect(self.texture.size, self.pos, self.size)
+
+
+def rgb_texture(picture_rgb: np.ndarray, texture: Texture | None = None) -> Texture:
+    """``picture_rgb`` in a texture (``texture`` is reused when its size matches)."""
+    height, width = picture_rgb.shape[:2]
+    if texture is None or texture.size != (width, height):
+        texture = Texture.create(size=(width, height), colorfmt="rgb")
+        texture.flip_vertical()  # NumPy rows run top-down, OpenGL's bottom-up.
+    texture.blit_buffer(
+        np.ascontiguousarray(picture_rgb).tobytes(), colorfmt="rgb", bufferfmt="ubyte"
+    )
+    return texture
 
 
 class PreviewScreen(FloatLayout):
@@ -292,13 +307,7 @@ class AffectliteApp(App):
 
     def show(self, frame_rgb: np.ndarray) -> None:
         """Uploads a frame into the preview's texture (reused while the size is unchanged)."""
-        height, width = frame_rgb.shape[:2]
-        if self._texture is None or self._texture.size != (width, height):
-            self._texture = Texture.create(size=(width, height), colorfmt="rgb")
-            self._texture.flip_vertical()  # NumPy rows run top-down, OpenGL's bottom-up.
-        self._texture.blit_buffer(
-            np.ascontiguousarray(frame_rgb).tobytes(), colorfmt="rgb", bufferfmt="ubyte"
-        )
+        self._texture = rgb_texture(frame_rgb, self._texture)
         self.root.preview.texture = self._texture
         self.root.preview.canvas.ask_update()  # same texture object, new pixels
 
@@ -363,3 +372,44 @@ class AffectliteApp(App):
         self.root.photo_mode = False
         self.root.message_text = ""
         self.start_worker()
+
+
+class PictureViewer(App):
+    """``affectlite predict --show`` where OpenCV has no GUI: the annotated pictures one at a
+    time, Next and Close, drawn like the app's preview.
+
+    Args:
+        pictures: the picture files to show.
+    """
+
+    title = "affectlite predict"
+    kv_file = str(KV_FILE)  # FramePreview's drawing rule
+
+    def __init__(self, pictures: list[Path], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pictures = list(pictures)
+        self.index = 0
+
+    def build(self) -> BoxLayout:
+        # Widgets made here, after App.run loaded the kv file with FramePreview's rule.
+        self.preview = FramePreview()
+        self.caption = Label()
+        root = BoxLayout(orientation="vertical")
+        bar = BoxLayout(size_hint_y=None, height=dp(48), spacing=dp(6), padding=dp(4))
+        self.next_button = Button(text="Next", size_hint_x=None, width=dp(110))
+        self.next_button.bind(on_release=lambda *_: self.step(1))
+        close = Button(text="Close", size_hint_x=None, width=dp(110))
+        close.bind(on_release=lambda *_: self.stop())
+        for widget in (self.caption, self.next_button, close):
+            bar.add_widget(widget)
+        root.add_widget(self.preview)
+        root.add_widget(bar)
+        self.step(0)
+        return root
+
+    def step(self, delta: int) -> None:
+        """Shows the picture ``delta`` places on (wrapping around)."""
+        self.index = (self.index + delta) % len(self.pictures)
+        path = self.pictures[self.index]
+        self.preview.texture = rgb_texture(read_image(path))
+        self.caption.text = f"{path.name}  ({self.index + 1} of {len(self.pictures)})"

@@ -638,3 +638,74 @@ def test_open_photo_shows_the_chosen_photo_with_its_face(
     # One tap on Camera: the video runs again.
     assert report["window_children"] == ["PreviewScreen"]  # the chooser is gone
     assert report["worker_after_back"] and not report["photo_mode_after_back"]
+
+
+VIEWER_DRIVER = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    sys.modules["tensorflow"] = None
+    from kivy.clock import Clock
+    from kivy.core.window import Window
+    from kivy.tests.common import UnitTestTouch
+    from affectlite.edge_app.ui import PictureViewer
+
+    job = json.loads(sys.argv[1])
+    out = Path(job["out"])
+    viewer = PictureViewer([Path(p) for p in job["pictures"]])
+    shots = []
+
+    def tick(dt):
+        if viewer.next_button.x < 100:  # not laid out yet (Next sits right of the caption)
+            return
+        shot = {"path": Window.screenshot(name=str(out / "viewer.png"))}
+        shot["caption"] = viewer.caption.text
+        shot["display_rect"] = list(viewer.preview.display_rect)
+        shot["window_size"] = list(Window.size)
+        shots.append(shot)
+        if len(shots) == 1:
+            button = viewer.next_button  # the user presses Next
+            touch = UnitTestTouch(*button.to_window(*button.center))
+            touch.touch_down()
+            touch.touch_up()
+        else:
+            viewer.stop()
+
+    Clock.schedule_interval(tick, 0.5)
+    viewer.run()
+    (out / "report.json").write_text(json.dumps(shots))
+    """
+)
+
+
+def test_predict_show_viewer_pages_through_the_pictures(tmp_path, sample_photos):
+    names = ("astronaut", "grace_hopper")
+    pictures = []
+    for name in names:
+        pictures.append(tmp_path / f"{name}.png")
+        cv2.imwrite(str(pictures[-1]), cv2.cvtColor(sample_photos[name], cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(
+        os.environ,
+        KIVY_HOME=str(tmp_path / "kivy"),
+        KIVY_NO_CONSOLELOG="1",
+        SDL_VIDEODRIVER="offscreen",
+    )
+    job = {"out": str(out), "pictures": [str(p) for p in pictures]}
+    done = subprocess.run(
+        [sys.executable, "-c", VIEWER_DRIVER, json.dumps(job)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"{MESA_HINT}\n{done.stderr[-3000:]}"
+    shots = json.loads((out / "report.json").read_text())
+    assert [shot["caption"].split()[0] for shot in shots] == ["astronaut.png", "grace_hopper.png"]
+    for shot, name in zip(shots, names, strict=True):
+        picture = sample_photos[name]
+        _, region = _screen_region({"screenshot": shot["path"], **shot}, out)
+        shown = cv2.resize(region, picture.shape[1::-1], interpolation=cv2.INTER_AREA)
+        difference = np.abs(shown.astype(int) - picture.astype(int)).max(axis=-1)
+        assert np.median(difference) < 12, (name, np.median(difference))

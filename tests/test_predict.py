@@ -160,3 +160,17 @@ def test_predict_refuses_bad_input_in_one_line(tmp_path, photos, args, message):
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_show_picks_a_window_that_can_open_here_or_says_why(monkeypatch, capsys):
+    from affectlite.edge_app.predict import window_backend
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+    assert window_backend(False) is None and capsys.readouterr().err == ""
+    if sys.platform.startswith("linux"):
+        assert window_backend(True) is None  # no display at all
+        assert "no window" in capsys.readouterr().err
+    monkeypatch.setenv("SDL_VIDEODRIVER", "offscreen")  # SDL has a display: Kivy can show
+    assert window_backend(True) in ("opencv", "kivy")
