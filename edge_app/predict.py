@@ -141,6 +141,15 @@ def unique_name(stem: str, suffix: str, taken: set[str]) -> str:
     return name
 
 
+def fresh_folder(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, … if it exists: a default never mixes two runs."""
+    candidate, count = path, 1
+    while candidate.exists():
+        count += 1
+        candidate = path.with_name(f"{path.name}-{count}")
+    return candidate
+
+
 def encode_jpeg(picture_rgb: np.ndarray) -> bytes:
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(picture_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
@@ -287,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
     except (InputError, ValueError, DetectorUnavailable, RuntimeUnavailable) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
-    out = args.out or Path("runs") / f"predict-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or fresh_folder(Path("runs") / f"predict-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     backend = window_backend(args.show)
     show = opencv_show if backend == "opencv" else None

@@ -162,3 +162,42 @@ def test_verbose_shows_what_is_hidden_by_default(tmp_path, tiny_bundle, sample_p
     )
     assert quiet.returncode == loud.returncode == 0, quiet.stderr + loud.stderr
     assert "XNNPACK" not in quiet.stderr and "XNNPACK delegate" in loud.stderr
+
+
+NATIVE_NOISE = (
+    "import os\n"
+    "from affectlite.quiet import native_stderr\n"
+    "with native_stderr():\n"
+    "    os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
+    "    os.write(2, b'I0000 00:00:1.2 123 cudart_stub.cc:31] Could not find cuda drivers\\n')\n"
+    "    os.write(2, b'E0000 00:00:1.2 123 model.cc:9] a real error\\n')\n"
+    "    os.write(2, b'something else\\n')\n"
+)
+
+
+@pytest.mark.parametrize("verbose", ["", "1"])
+def test_native_noise_is_dropped_and_everything_else_kept(verbose):
+    env = dict(os.environ, AFFECTLITE_VERBOSE=verbose)
+    done = subprocess.run(
+        [sys.executable, "-c", NATIVE_NOISE], capture_output=True, text=True, env=env
+    )
+    kept = done.stderr.splitlines()
+    assert "something else" in kept and any("a real error" in line for line in kept)
+    assert any("XNNPACK" in line for line in kept) == bool(verbose)
+    assert any("cuda drivers" in line for line in kept) == bool(verbose)
+
+
+@pytest.mark.slow
+def test_tensorflow_import_is_quiet_through_the_dispatcher():
+    code = (
+        "from affectlite.quiet import quiet_tensorflow\n"
+        "quiet_tensorflow()\n"
+        "import tensorflow as tf\n"
+        "print(float(tf.constant(2.0) * 3))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "6.0", done.stderr
+    assert done.stderr == ""
