@@ -2,16 +2,24 @@
 
 Each subcommand's module is imported only when that subcommand runs, so device commands
 (``run``, ``app``, ``bench``) never import TensorFlow. A subcommand module provides
-``add_arguments(parser)`` and ``run(args) -> int``.
+``add_arguments(parser)`` and ``run(args) -> int``; its top-level imports stay light (no
+TensorFlow, no Kivy), so ``--help`` answers at once and has no side effects.
+
+TensorFlow's, absl's, CUDA's and XNNPACK's start-up chatter is hidden unless ``--verbose``
+(:mod:`affectlite.quiet`); an :class:`~affectlite.errors.AffectliteError` becomes one line on
+standard error and its exit code.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from affectlite import __version__
+from affectlite.errors import AffectliteError
+from affectlite.quiet import VERBOSE_ENV, quiet_tensorflow
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("affectlite.demo", "whole flow on the embedded synthetic faces, no download"),
@@ -24,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("affectlite.calibration.cli", "build the representative set / fit temperature"),
     "convert": ("affectlite.convert.cli", "quantize to TFLite, verify, gate and write a bundle"),
     "bench": ("affectlite.benchmarks.cli", "measure per-stage latency of bundles on this device"),
+    "predict": (
+        "affectlite.edge_app.predict",
+        "your photos, folders, videos or camera: annotated pictures and JSON lines out",
+    ),
     "run": ("affectlite.edge_app.runner", "headless camera/video/folder runner, JSON lines out"),
     "app": ("affectlite.edge_app.app", "the Kivy app (Raspberry Pi, Android, desktop)"),
 }
@@ -33,15 +45,20 @@ def _overview() -> str:
     width = max(map(len, COMMANDS))
     rows = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
     return (
-        f"usage: affectlite <command> [options]\n\naffectlite {__version__}: on-device facial "
-        f"emotion recognition.\n\ncommands:\n{rows}\n\n"
-        "Run `affectlite <command> --help` for a command's options."
+        f"usage: affectlite [--verbose] <command> [options]\n\naffectlite {__version__}: "
+        f"on-device facial emotion recognition.\n\ncommands:\n{rows}\n\n"
+        "Run `affectlite <command> --help` for a command's options. --verbose shows the "
+        "TensorFlow/LiteRT log lines that are hidden by default."
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one subcommand and returns its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--verbose"]:
+        argv = argv[1:]
+        os.environ[VERBOSE_ENV] = "1"
+    quiet_tensorflow()
     if not argv or argv[0] in ("-h", "--help"):
         print(_overview())
         return 0 if argv else 2
@@ -72,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
+    except AffectliteError as error:
+        print(f"affectlite {name}: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print(f"affectlite {name}: interrupted.", file=sys.stderr)
         return 130

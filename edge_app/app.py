@@ -1,29 +1,22 @@
 """``affectlite app``: the Kivy app for a Raspberry Pi screen, an Android phone or a desktop.
 
 A live preview with a box, the emotion and a small probability chart per face, the FPS and the
-per-stage latency; a settings panel (bundle, threads, detector, smoothing, camera); a Snapshot
-button; the camera's status when it is lost (the app keeps reconnecting).
+per-stage latency; Open photo (pick a picture, see its faces and emotions; one tap back to the
+camera); a settings panel (bundle, threads, detector, smoothing, camera); a Snapshot button;
+the camera's status when it is lost (the app keeps reconnecting).
 
-Threads: capture and inference run in :class:`~.worker.Worker` threads; everything in this
-module runs on the Kivy main thread (marked ``[UI thread]``) except the Android permission
-answer, which is handed back to it through ``@mainthread``.
+This module is the command line and the settings; it imports no Kivy, so ``--help`` and a
+missing bundle answer at once, before any window opens. The window is :mod:`.ui`.
 
 Privacy: frames live only in memory. Nothing is stored or sent anywhere; the only file the app
 writes is a snapshot, and only when the user presses Snapshot.
 """
 
-# ruff: noqa: E402  (the environment must be set before Kivy is imported)
 from __future__ import annotations
 
-import os
-
-# The affectlite CLI owns the command line; without this Kivy would parse (and reject) it.
-os.environ.setdefault("KIVY_NO_ARGS", "1")
-
 import argparse
-import functools
-import json
-import logging
+import configparser
+import os
 import sys
 import tempfile
 import time
@@ -33,36 +26,26 @@ from typing import Any
 
 import cv2
 import numpy as np
-from kivy.app import App
-from kivy.clock import Clock, mainthread
-from kivy.graphics.texture import Texture
-from kivy.lang import Builder
-from kivy.properties import ListProperty, ObjectProperty, StringProperty
-from kivy.uix.floatlayout import FloatLayout
-from kivy.uix.widget import Widget
-from kivy.utils import platform
 
-from . import overlay
-from .bundle import BundleError, load_bundle
-from .detector import DETECTORS, DetectorUnavailable
-from .pipeline import Pipeline, PipelineConfig
-from .runtime import RuntimeUnavailable
-from .sources import Backoff, ReconnectingSource, SourceError, make_source
-from .worker import Update, Worker
+from affectlite.quiet import verbose
 
-log = logging.getLogger(__name__)
+from .bundle import BundleError, load_bundle, resolve_bundle
+from .detector import DETECTORS
+from .sources import Backoff, ReconnectingSource, make_source
 
-KV_FILE = Path(__file__).with_name("affectlite.kv")
+# What Kivy's ``platform`` says, without importing Kivy (python-for-android sets these).
+ANDROID = "ANDROID_ARGUMENT" in os.environ or hasattr(sys, "getandroidapilevel")
 SECTION = "affectlite"
 ROTATIONS = ("0", "90", "180", "270")
 PRIVACY_NOTE = "Frames stay on this device. Nothing is saved unless you press Snapshot."
 DEFAULTS = {
-    "bundle": "bundle",
-    "source": "android" if platform == "android" else "0",
+    # Android: the bundle staged beside main.py (docs/android.md); elsewhere the shipped one.
+    "bundle": "bundle" if ANDROID else "default",
+    "source": "android" if ANDROID else "0",
     "threads": "0",
     "detector": "blazeface",
     "smoothing": "0.6",
-    "rotation": "90" if platform == "android" else "0",  # back camera, portrait
+    "rotation": "90" if ANDROID else "0",  # back camera, portrait
     "snapshot_dir": "",
 }
 
@@ -74,7 +57,11 @@ def _setting(kind: str, title: str, key: str, desc: str, **extra: Any) -> dict[s
 SETTINGS_PANEL = [
     {"type": "title", "title": "Model"},
     _setting(
-        "path", "Bundle", "bundle", "Model bundle folder (bundle.json inside)", dirselect=True
+        "path",
+        "Bundle",
+        "bundle",
+        "Model bundle folder (bundle.json inside); 'default' is the shipped bundle",
+        dirselect=True,
     ),
     _setting(
         "options",
@@ -142,7 +129,7 @@ class Settings:
                 f"Settings: rotation must be one of {ROTATIONS}, got {values['rotation']!r}."
             )
         return cls(
-            bundle=Path(values["bundle"]).expanduser(),
+            bundle=resolve_bundle(values["bundle"].strip()).expanduser(),
             source=values["source"].strip(),
             threads=threads or None,
             detector=values["detector"],
@@ -189,210 +176,36 @@ def open_frame_source(settings: Settings) -> Any:
     return ReconnectingSource(source, Backoff(initial=0.5, maximum=5.0)) if source.live else source
 
 
-class FramePreview(Widget):
-    """Draws the current frame texture letterboxed in the widget (see ``affectlite.kv``).
-
-    One textured rectangle placed by :func:`overlay.fit_rect`, so the bands beside the frame
-    stay black (``kivy.uix.image.Image`` painted them white in the offscreen Mesa window that
-    the tests use)."""
-
-    texture = ObjectProperty(None, allownone=True)
-    display_rect = ListProperty([0.0, 0.0, 0.0, 0.0])
-
-    def on_texture(self, *args: Any) -> None:
-        self._place()
-
-    def on_size(self, *args: Any) -> None:
-        self._place()
-
-    def on_pos(self, *args: Any) -> None:
-        self._place()
-
-    def _place(self) -> None:
-        if self.texture is not None:
-            self.display_rect = overlay.fit_rect(self.texture.size, self.pos, self.size)
+def config_path() -> Path | None:
+    """The settings file on a desktop: Kivy's ``user_data_dir`` of an app named "affectlite",
+    computed without Kivy. ``None`` on Android (Kivy decides there)."""
+    if ANDROID:
+        return None
+    if sys.platform == "win32":
+        folder = Path(os.environ.get("APPDATA", "~"))
+    elif sys.platform == "darwin":
+        folder = Path("~/Library/Application Support")
+    else:
+        folder = Path(os.environ.get("XDG_CONFIG_HOME", "~/.config"))
+    return (folder / "affectlite" / "affectlite.ini").expanduser()
 
 
-class PreviewScreen(FloatLayout):
-    """The root widget; its layout is in ``affectlite.kv``."""
-
-    status_text = StringProperty("")
-    message_text = StringProperty("")
-    privacy_text = StringProperty(PRIVACY_NOTE)
-    preview = ObjectProperty(None)
-
-
-class AffectliteApp(App):
-    """Owns the lifecycle: settings, worker start/stop, camera permission, preview updates.
-
-    Args:
-        overrides: settings given on the command line; they win over the saved config.
-        refresh_hz: how often the UI polls the worker for a new frame.
-    """
-
-    title = "affectlite"
-    use_kivy_settings = False
-
-    def __init__(
-        self, overrides: dict[str, str] | None = None, refresh_hz: float = 30.0, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.overrides = {k: str(v) for k, v in (overrides or {}).items()}
-        self.refresh_hz = refresh_hz
-        self.worker: Worker | None = None
-        self.last_update: Update | None = None
-        self._texture: Texture | None = None
-
-    # --- configuration [UI thread] -------------------------------------------------------
-    def get_application_config(self, defaultpath: str = "%(appdir)s/%(appname)s.ini") -> str:
-        # Beside the user's data, never inside the installed package.
-        if platform == "linux":  # Kivy makes <XDG_CONFIG_HOME>/affectlite, not its parent.
-            config_home = os.environ.get("XDG_CONFIG_HOME", "~/.config")
-            Path(config_home).expanduser().mkdir(parents=True, exist_ok=True)
-        return str(Path(self.user_data_dir) / "affectlite.ini")
-
-    def build_config(self, config: Any) -> None:
-        config.setdefaults(SECTION, DEFAULTS)
-
-    def build_settings(self, settings: Any) -> None:
-        settings.add_json_panel("affectlite", self.config, data=json.dumps(SETTINGS_PANEL))
-
-    def settings(self) -> Settings:
-        return Settings.from_config(dict(self.config.items(SECTION)))
-
-    def snapshot_folder(self) -> Path:
-        return self.settings().snapshot_dir or Path(self.user_data_dir) / "snapshots"
-
-    def on_config_change(self, config: Any, section: str, key: str, value: Any) -> None:
-        if section == SECTION and key != "snapshot_dir":  # read at each snapshot
-            self.restart_worker()
-
-    # --- lifecycle [UI thread] -----------------------------------------------------------
-    def build(self) -> PreviewScreen:
-        for key, value in self.overrides.items():
-            self.config.set(SECTION, key, value)
-        Builder.load_file(str(KV_FILE))
-        root = PreviewScreen()
-        Clock.schedule_interval(self.refresh, 1.0 / self.refresh_hz)
-        return root
-
-    def on_start(self) -> None:
-        if platform == "android":
-            from .android import request_camera_permission
-
-            self.root.status_text = "Waiting for camera permission..."
-            request_camera_permission(self._permission_answered)
-        else:
-            self.start_worker()
-
-    @mainthread
-    def _permission_answered(self, granted: bool) -> None:
-        """Called from Android's thread; ``@mainthread`` runs it on the UI thread."""
-        if granted:
-            self.start_worker()
-        else:
-            self.root.status_text = "Camera permission denied: allow it in Android's settings."
-
-    def on_pause(self) -> bool:
-        self.stop_worker()  # Release the camera while in the background.
-        return True
-
-    def on_resume(self) -> None:
-        self.start_worker()
-
-    def on_stop(self) -> None:
-        self.stop_worker()
-
-    # --- worker [UI thread] --------------------------------------------------------------
-    def start_worker(self) -> None:
-        """Builds the pipeline and the source from the settings and starts the threads; a
-        failure is shown on screen and the app stays up so the settings can be fixed."""
-        if self.worker is not None:
-            return
+def saved_setting(key: str) -> str:
+    """A setting as the app will start with it: the saved config's value, else the default."""
+    parser = configparser.ConfigParser(interpolation=None)
+    path = config_path()
+    if path is not None and path.is_file():
         try:
-            settings = self.settings()
-            bundle = load_bundle(settings.bundle)
-            config = PipelineConfig(
-                num_threads=settings.threads,
-                detector=settings.detector,
-                smoothing=settings.smoothing,
-            )
-            pipeline = Pipeline(bundle, config)
-            source = open_frame_source(settings)
-        except (
-            ValueError,
-            BundleError,
-            SourceError,
-            DetectorUnavailable,
-            RuntimeUnavailable,
-            FileNotFoundError,
-        ) as error:
-            log.error("cannot start: %s", error)
-            self.root.status_text = f"{error} (open Settings to fix)"
-            return
-        on_exit = None
-        if platform == "android":
-            from jnius import detach  # Threads that touched pyjnius must detach before exiting.
-
-            on_exit = detach
-        if settings.source == "android":
-            source.open()  # Kivy's Android camera must be opened on the UI thread.
-        annotate = functools.partial(overlay.annotate, labels=pipeline.labels)
-        worker = Worker(source, pipeline.process, annotate, on_thread_exit=on_exit)
-        if isinstance(source, ReconnectingSource):
-            source.on_error = worker.source_failed
-        self.worker = worker.start()
-        self.root.status_text = ""
-
-    def stop_worker(self) -> None:
-        if self.worker is not None:
-            worker, self.worker = self.worker, None
-            worker.stop()
-
-    def restart_worker(self) -> None:
-        self.stop_worker()
-        self.start_worker()
-
-    # --- preview [UI thread] -------------------------------------------------------------
-    def refresh(self, dt: float = 0.0) -> None:
-        """Shows the worker's newest frame, if any, and what is wrong, if anything (the red
-        banner is empty while frames flow). Runs from ``Clock``."""
-        if self.worker is None:
-            return
-        update = self.worker.latest()
-        if update is not None:
-            self.show(update.frame)
-            self.last_update = update
-        self.root.status_text = self.worker.status
-
-    def show(self, frame_rgb: np.ndarray) -> None:
-        """Uploads a frame into the preview's texture (reused while the size is unchanged)."""
-        height, width = frame_rgb.shape[:2]
-        if self._texture is None or self._texture.size != (width, height):
-            self._texture = Texture.create(size=(width, height), colorfmt="rgb")
-            self._texture.flip_vertical()  # NumPy rows run top-down, OpenGL's bottom-up.
-        self._texture.blit_buffer(
-            np.ascontiguousarray(frame_rgb).tobytes(), colorfmt="rgb", bufferfmt="ubyte"
-        )
-        self.root.preview.texture = self._texture
-        self.root.preview.canvas.ask_update()  # same texture object, new pixels
-
-    def snapshot(self) -> Path | None:
-        """Saves the annotated frame on screen; the only place the app writes a frame."""
-        if self.last_update is None:
-            self.root.message_text = "No frame yet: nothing saved."
-            return None
-        try:
-            path = save_snapshot(self.last_update.frame, self.snapshot_folder())
-        except (OSError, ValueError) as error:
-            self.root.message_text = f"Snapshot failed: {error}"
-            return None
-        self.root.message_text = f"Saved {path}"
-        return path
+            parser.read(path, encoding="utf-8")
+        except configparser.Error:
+            pass  # Kivy will report its own config file; the default stands here.
+    return parser.get(SECTION, key, fallback=DEFAULTS[key])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", help="model bundle folder (default: the saved setting)")
+    parser.add_argument(
+        "--bundle", help="model bundle folder, or 'default' (default: the saved setting)"
+    )
     parser.add_argument(
         "--source",
         help="picamera2, android, a webcam index (0, 1, ...), a video file or an image folder",
@@ -419,10 +232,20 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"affectlite app: {problem}.", file=sys.stderr)
         return 2
-    if args.fullscreen:
-        from kivy.config import Config
+    bundle = resolve_bundle(args.bundle or saved_setting("bundle"))
+    try:
+        load_bundle(bundle)  # before Kivy: a missing bundle is one line, not a window
+    except BundleError as error:
+        print(f"affectlite app: {error} Pass --bundle with a bundle folder.", file=sys.stderr)
+        return 2
+    # The affectlite CLI owns the command line; Kivy's start-up lines wait for --verbose.
+    os.environ.setdefault("KIVY_NO_ARGS", "1")
+    if not verbose():
+        os.environ.setdefault("KCFG_KIVY_LOG_LEVEL", "warning")
+    from .ui import AffectliteApp, set_fullscreen
 
-        Config.set("graphics", "fullscreen", "auto")  # before the window exists
+    if args.fullscreen:
+        set_fullscreen()
     AffectliteApp(overrides_from_args(args)).run()
     return 0
 

@@ -182,9 +182,10 @@ def annotate(
     result: FrameLike | None,
     fps: float | None = None,
     labels: Sequence[str] = LABELS,
+    stats: bool = True,
 ) -> np.ndarray:
-    """A copy of ``frame`` with every face drawn and the FPS/latency strip at the top left
-    (plus the result's error, if any, below it)."""
+    """A copy of ``frame`` with every face drawn and, when ``stats``, the FPS/latency strip at
+    the top left (plus the result's error, if any, below it)."""
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ValueError(f"Expected a uint8 RGB frame (H, W, 3), got {frame.dtype} {frame.shape}.")
     out = np.ascontiguousarray(frame).copy()
@@ -192,6 +193,8 @@ def annotate(
         return out
     for face in result.faces:
         draw_face(out, face, labels)
+    if not stats:
+        return out
     scale = text_scale(out.shape[0]) * 0.8
     stats = stats_text(fps, result.timings_ms)
     _, strip_h = draw_text_panel(out, stats, (0, 0), scale, PANEL_COLOUR)

@@ -27,16 +27,16 @@ class FaceResult:
     """One face in a frame.
 
     Attributes:
-        track_id: stable id of this face across frames.
+        track_id: stable id of this face across frames; ``None`` for a photo (no tracking).
         box: ``(x, y, w, h)`` in frame pixels.
         label: the displayed emotion, or ``"uncertain"``.
-        confidence: smoothed probability of the held emotion.
-        probabilities: smoothed probability per label.
+        confidence: probability of the shown emotion (smoothed across video frames).
+        probabilities: probability per label (smoothed across video frames).
         uncertain: the confidence is below the threshold.
         score: the face detector's confidence.
     """
 
-    track_id: int
+    track_id: int | None
     box: Box
     label: str
     confidence: float
@@ -45,6 +45,7 @@ class FaceResult:
     score: float = 1.0
 
     def to_dict(self) -> dict:
+        """The face as JSON, the one schema of ``run``, ``predict`` and the API."""
         return {
             "track_id": self.track_id,
             "box": [round(float(v), 1) for v in self.box],
@@ -193,6 +194,7 @@ class Pipeline:
         frame_rgb: np.ndarray,
         detect_frame: np.ndarray | None = None,
         timestamp: float | None = None,
+        still: bool = False,
     ) -> FrameResult:
         """Runs every stage on one ``uint8`` RGB frame.
 
@@ -201,6 +203,8 @@ class Pipeline:
             detect_frame: a smaller RGB view of the same frame to detect on (picamera2's lores
                 stream); by default the frame is downscaled to ``detect_width``.
             timestamp: Unix time of the frame (default: now).
+            still: the frame is a photo on its own: its faces are neither tracked nor smoothed
+                (``track_id`` is ``None``) and the tracks of a video are left untouched.
         """
         timestamp = time.time() if timestamp is None else timestamp
         start = time.perf_counter()
@@ -226,7 +230,7 @@ class Pipeline:
         classify_ms = _ms(mark)
 
         mark = time.perf_counter()
-        faces = self._faces(kept, probabilities)
+        faces = self._faces(kept, probabilities, still)
         timings = {
             "detect": detect_ms,
             "crop": crop_ms,
@@ -242,21 +246,25 @@ class Pipeline:
             self.detector, frame, config.detect_width, config.min_face, detect_frame
         )
 
-    def _faces(self, detections: list[Detection], probabilities: np.ndarray) -> list[FaceResult]:
-        tracks = self.tracker.update([d.box for d in detections], probabilities)
+    def _faces(
+        self, detections: list[Detection], probabilities: np.ndarray, still: bool
+    ) -> list[FaceResult]:
+        if still:
+            least = self.config.threshold
+            states = [(None, p, int(np.argmax(p)), float(p.max()) < least) for p in probabilities]
+        else:
+            tracks = self.tracker.update([d.box for d in detections], probabilities)
+            states = [(t.track_id, t.probabilities, t.label_index, t.uncertain) for t in tracks]
         faces = []
-        for detection, track in zip(detections, tracks, strict=True):
-            label = UNCERTAIN if track.uncertain else self.labels[track.label_index]
+        for detection, (track_id, probs, index, uncertain) in zip(detections, states, strict=True):
             faces.append(
                 FaceResult(
-                    track_id=track.track_id,
+                    track_id=track_id,
                     box=detection.box,
-                    label=label,
-                    confidence=track.confidence,
-                    probabilities=dict(
-                        zip(self.labels, map(float, track.probabilities), strict=True)
-                    ),
-                    uncertain=track.uncertain,
+                    label=UNCERTAIN if uncertain else self.labels[index],
+                    confidence=float(probs[index]),
+                    probabilities=dict(zip(self.labels, map(float, probs), strict=True)),
+                    uncertain=uncertain,
                     score=detection.score,
                 )
             )

@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
         required=True,
-        help="picamera2, android, a webcam index (0, 1, …), a video file or a folder of images",
+        help="picamera2, android, a webcam index (0, 1, …), a video file, an image file or a "
+        "folder of images (photos are classified one by one, without tracking or smoothing)",
     )
     parser.add_argument("--bundle", required=True, type=Path, help="the model bundle folder")
     parser.add_argument(
@@ -223,7 +224,8 @@ def draw(frame_rgb: np.ndarray, result: FrameResult) -> np.ndarray:
         x, y, w, h = (int(round(v)) for v in face.box)
         colour = (0, 200, 255) if face.uncertain else (0, 220, 0)
         cv2.rectangle(image, (x, y), (x + w, y + h), colour, 2)
-        text = f"{face.track_id}: {face.label} {face.confidence:.2f}"
+        track = "" if face.track_id is None else f"{face.track_id}: "  # photos have none
+        text = f"{track}{face.label} {face.confidence:.2f}"
         cv2.putText(image, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
     return image
 
@@ -247,11 +249,12 @@ def run_loop(
 ) -> None:
     """Processes frames until the source ends, ``max_frames`` or ``stop`` is set."""
     stop = stop or threading.Event()
+    still = getattr(source, "still", False)  # photos: no tracking or smoothing across them
     while not stop.is_set() and (max_frames is None or stats.frames < max_frames):
         frame = source.read()
         if frame is None:
             break
-        result = pipeline.process(frame, source.detection_frame())
+        result = pipeline.process(frame, source.detection_frame(), still=still)
         record = {"frame": stats.frames, **result.to_dict()}
         current = getattr(source, "current_path", None)
         if current is not None:

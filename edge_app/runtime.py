@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from affectlite.quiet import native_stderr
+
 _CANDIDATES = (
     ("ai-edge-litert", "ai_edge_litert.interpreter", "ai-edge-litert"),
     ("tflite-runtime", "tflite_runtime.interpreter", "tflite-runtime"),
@@ -100,8 +102,9 @@ def load_interpreter(
         kwargs = {"model_path": str(path)}
         name = str(path)
     try:
-        interpreter = interpreter_class(num_threads=threads, **kwargs)
-        interpreter.allocate_tensors()
+        with native_stderr():  # LiteRT prints "Created ... XNNPACK delegate" (INFO) here
+            interpreter = interpreter_class(num_threads=threads, **kwargs)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
         raise ValueError(f"{name}: not a loadable TFLite model ({error}).") from error
     return interpreter, info

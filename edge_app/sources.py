@@ -42,6 +42,8 @@ class FrameSource(Protocol):
     name: str
     live: bool = False
     """True for cameras (worth reconnecting), False for files and folders."""
+    still: bool = False
+    """True for photos: each frame stands alone (no tracking or smoothing across frames)."""
 
     def open(self) -> None: ...
 
@@ -125,46 +127,47 @@ class OpenCVSource(FrameSource):
             ok, frame = self._capture.read()
         return _bgr_to_rgb(frame) if ok else None
 
+    @property
+    def fps(self) -> float | None:
+        """Frames per second that the open file or camera reports, or ``None`` when unknown."""
+        rate = self._capture.get(cv2.CAP_PROP_FPS) if self._capture is not None else 0.0
+        return rate if rate > 0 else None
+
     def close(self) -> None:
         if self._capture is not None:
             self._capture.release()
             self._capture = None
 
 
-class ImageFolderSource(FrameSource):
-    """The images of a folder in name order. Unreadable images are logged, listed in
-    ``skipped`` and passed over; they never end the stream.
+class ImageFilesSource(FrameSource):
+    """Photos, one frame each, decoded by :func:`~.preprocess.read_image` (the one decoder for
+    stills). ``still`` tells the runner that frames are unrelated photos: no tracking or
+    smoothing across them. Unreadable images are logged, listed in ``skipped`` and passed over;
+    they never end the stream.
 
     Args:
-        folder: the folder to read.
+        paths: the image files, in the order to read them.
         loop: start again after the last image.
     """
 
-    def __init__(self, folder: str | Path, loop: bool = False) -> None:
-        self.folder = Path(folder)
+    still = True
+
+    def __init__(self, paths: list[str | Path], loop: bool = False) -> None:
+        self.paths = [Path(p) for p in paths]
         self.loop = loop
-        self.name = str(self.folder)
-        self.paths: list[Path] = []
+        self.name = ", ".join(map(str, self.paths[:3])) + (" …" if len(self.paths) > 3 else "")
         self.skipped: list[str] = []
         self.current_path: Path | None = None
         self._next = 0
 
     def open(self) -> None:
-        if self.paths:
-            return
-        if not self.folder.is_dir():
-            raise SourceError(f"{self.folder}: not a folder.")
-        self.paths = sorted(
-            p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-        )
-        if not self.paths:
-            raise SourceError(
-                f"{self.folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder."
-            )
+        missing = [str(p) for p in self.paths if not p.is_file()]
+        if missing:
+            raise SourceError(f"{missing[0]}: image file not found.")
         self._next = 0
 
     def read(self) -> np.ndarray | None:
-        # Bounded so a folder whose every image is unreadable ends instead of looping forever.
+        # Bounded so a list whose every image is unreadable ends instead of looping forever.
         for _ in range(len(self.paths)):
             if self._next >= len(self.paths):
                 if not self.loop:
@@ -183,6 +186,47 @@ class ImageFolderSource(FrameSource):
             self.current_path = path
             return frame
         return None
+
+    def close(self) -> None:
+        self.current_path = None
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """The image files of ``folder`` (``IMAGE_SUFFIXES``) in name order.
+
+    Raises:
+        SourceError: if ``folder`` is not a folder or holds no image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SourceError(f"{folder}: not a folder.")
+    paths = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
+    if not paths:
+        raise SourceError(
+            f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder."
+        )
+    return paths
+
+
+class ImageFolderSource(ImageFilesSource):
+    """The images of a folder in name order, listed when opened (see :class:`ImageFilesSource`).
+
+    Args:
+        folder: the folder to read.
+        loop: start again after the last image.
+    """
+
+    def __init__(self, folder: str | Path, loop: bool = False) -> None:
+        super().__init__([], loop)
+        self.folder = Path(folder)
+        self.name = str(self.folder)
+
+    def open(self) -> None:
+        if not self.paths:
+            self.paths = list_images(self.folder)
+            self._next = 0
 
     def close(self) -> None:
         self.paths, self.current_path = [], None
@@ -560,7 +604,8 @@ class ReconnectingSource(FrameSource):
 
 def make_source(spec: str, **options: Any) -> FrameSource:
     """Builds (does not open) the source for ``spec``: ``"picamera2"``, ``"android"``, a webcam
-    index (``"0"``), a video file or an image folder. ``options`` go to that source's class.
+    index (``"0"``), a video file, an image file or an image folder. ``options`` go to that
+    source's class.
 
     Raises:
         SourceError: if ``spec`` names no camera, file or folder.
@@ -576,6 +621,8 @@ def make_source(spec: str, **options: Any) -> FrameSource:
         cls, args = OpenCVSource, (int(spec),)
     elif path.is_dir():
         cls, args = ImageFolderSource, (path,)
+    elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        cls, args = ImageFilesSource, ([path],)
     elif path.is_file():
         cls, args = OpenCVSource, (path,)
     else:
@@ -583,7 +630,7 @@ def make_source(spec: str, **options: Any) -> FrameSource:
             f"Source {spec!r}: no such file or folder. Use picamera2, android, a webcam index "
             "(0, 1, …), a video file or a folder of images."
         )
-    accepted = set(inspect.signature(cls).parameters) - {"target", "folder"}
+    accepted = set(inspect.signature(cls).parameters) - {"target", "folder", "paths"}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise ValueError(

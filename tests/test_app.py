@@ -329,7 +329,8 @@ DRIVER = textwrap.dedent(
     import numpy as np
     from kivy.clock import Clock
     from kivy.core.window import Window
-    from affectlite.edge_app.app import AffectliteApp
+    from kivy.tests.common import UnitTestTouch
+    from affectlite.edge_app.ui import AffectliteApp
 
     job = json.loads(sys.argv[1])
     out = Path(job["out"])
@@ -375,12 +376,61 @@ DRIVER = textwrap.dedent(
                 report["files_after_press"] = files()
                 report["message"] = root.message_text
                 finish()
+        elif job["mode"] == "photo":
+            photo(worker, root, elapsed)
         elif job["mode"] == "lost" and elapsed > 2.5:
             report["status"] = root.status_text
             report["worker_running"] = bool(worker and worker.running)
             report["screenshot"] = Window.screenshot(name=str(out / "screen.png"))
             report["window_size"] = list(Window.size)
             report["files"] = files()
+            finish()
+
+    def click(widget):  # a real touch, down and up, at the widget's centre
+        touch = UnitTestTouch(*widget.to_window(*widget.center))
+        touch.touch_down()
+        touch.touch_up()
+
+    def photo(worker, root, elapsed):
+        phase = state["phase"]
+        if phase == "run" and worker and worker.processed >= 2:
+            click(root.ids.open_photo_button)  # the user presses Open photo
+            state["phase"] = "chooser"
+        elif phase == "chooser" and app.chooser is not None:
+            app.chooser.ids.files.path = job["photo_dir"]  # the user goes to the folder
+            state["phase"] = "listing"
+        elif phase == "listing":
+            files = app.chooser.ids.files
+            entries = [w for w in files.walk() if getattr(w, "path", None) == job["photo"]]
+            if entries:
+                rows = [w for w in files.walk() if hasattr(w, "locked")]  # the file rows
+                report["listed"] = sorted(Path(w.path).name for w in rows if w.path != "../")
+                click(entries[0])  # the user taps the photo's row
+                state["phase"] = "selected"
+        elif phase == "selected":
+            report["selection"] = list(app.chooser.ids.files.selection)
+            click(app.chooser.ids.open_button)  # and presses Open
+            state.update(phase="opened", opened=elapsed)
+        elif phase == "opened" and root.photo_mode and elapsed > state["opened"] + 1.0:
+            update = app.last_update
+            report["screenshot"] = Window.screenshot(name=str(out / "screen.png"))
+            np.save(out / "annotated.npy", update.frame)
+            report["faces"] = [
+                {"box": [float(v) for v in f.box], "label": f.label, "track_id": f.track_id,
+                 "probabilities": f.probabilities}
+                for f in update.result.faces
+            ]
+            report["display_rect"] = list(root.preview.display_rect)
+            report["window_size"] = list(Window.size)
+            report["message"] = root.message_text
+            report["worker_in_photo_mode"] = app.worker is not None
+            b = root.ids.camera_button
+            report["window_children"] = [type(c).__name__ for c in Window.children]
+            click(root.ids.camera_button)  # one tap back to the camera
+            state["phase"] = "back"
+        elif phase == "back":
+            report["photo_mode_after_back"] = root.photo_mode
+            report["worker_after_back"] = bool(app.worker and app.worker.running)
             finish()
 
     Clock.schedule_interval(tick, 0.1)
@@ -391,7 +441,9 @@ DRIVER = textwrap.dedent(
 )
 
 
-def run_app(tmp_path: Path, mode: str, overrides: dict, timeout: float = 40.0) -> dict:
+def run_app(
+    tmp_path: Path, mode: str, overrides: dict, timeout: float = 40.0, extra: dict | None = None
+) -> dict:
     """Runs the app in a subprocess with an offscreen window; returns the driver's report."""
     out = tmp_path / "out"
     out.mkdir()
@@ -407,6 +459,7 @@ def run_app(tmp_path: Path, mode: str, overrides: dict, timeout: float = 40.0) -
     env.pop("KIVY_GL_BACKEND", None)
     env.pop("KIVY_LOG_MODE", None)
     job = {"mode": mode, "out": str(out), "overrides": overrides, "timeout": timeout - 10}
+    job |= extra or {}
     completed = subprocess.run(
         [sys.executable, "-c", DRIVER, json.dumps(job)],
         env=env,
@@ -488,14 +541,8 @@ def test_app_preview_shows_the_video_frames(app_run):
     assert screen[: screen.shape[0] // 12].mean() < 5
 
 
-def test_app_draws_a_box_around_each_face(app_run):
-    report, out, decoded = app_run
-    _, region = _screen_region(report, out)
-    frame_h, frame_w = decoded.shape[:2]
-    shown = cv2.resize(region, (frame_w, frame_h), interpolation=cv2.INTER_NEAREST)
-    faces = report["faces"]
-    centres = sorted((x + w / 2) for x, y, w, h in (f["box"] for f in faces))
-    assert len(faces) == 2 and centres[0] < 320 < centres[1], faces  # one face per photo
+def assert_boxes_drawn(shown: np.ndarray, decoded: np.ndarray, faces: list[dict]) -> None:
+    """Each face's box edges are on screen in its label's colour, which the photo lacks."""
     for face in faces:
         x, y, w, h = (round(v) for v in face["box"])
         colour = np.array(overlay.label_colour(face["label"]))
@@ -508,6 +555,17 @@ def test_app_draws_a_box_around_each_face(app_run):
         # That colour is the overlay's, not the photo's.
         raw = decoded[rows, max(0, x - 2) : x + 4]
         assert np.all(np.abs(raw.astype(int) - colour) < 50, axis=-1).mean() < 0.1
+
+
+def test_app_draws_a_box_around_each_face(app_run):
+    report, out, decoded = app_run
+    _, region = _screen_region(report, out)
+    frame_h, frame_w = decoded.shape[:2]
+    shown = cv2.resize(region, (frame_w, frame_h), interpolation=cv2.INTER_NEAREST)
+    faces = report["faces"]
+    centres = sorted((x + w / 2) for x, y, w, h in (f["box"] for f in faces))
+    assert len(faces) == 2 and centres[0] < 320 < centres[1], faces  # one face per photo
+    assert_boxes_drawn(shown, decoded, faces)
 
 
 def test_app_saves_a_snapshot_only_when_pressed(app_run):
@@ -537,3 +595,117 @@ def test_app_keeps_running_and_shows_status_when_the_camera_is_missing(tmp_path,
     red = (banner[..., 0] > 100) & (banner[..., 1] < 40) & (banner[..., 2] < 40)
     white = np.all(banner > 200, axis=-1)
     assert red.mean() > 0.3 and white.any()  # the status banner with its text
+
+
+def test_open_photo_shows_the_chosen_photo_with_its_face(
+    tmp_path, tiny_bundle, face_video, sample_photos
+):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut = photos / "astronaut.png"
+    cv2.imwrite(str(astronaut), cv2.cvtColor(sample_photos["astronaut"], cv2.COLOR_RGB2BGR))
+    hopper = cv2.cvtColor(sample_photos["grace_hopper"], cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(photos / "grace_hopper.jpg"), hopper)
+    (photos / "notes.txt").write_text("not a photo")
+    overrides = {
+        "bundle": str(tiny_bundle.path),
+        "source": str(face_video[0]),  # the camera runs first; the photo replaces it
+        "snapshot_dir": str(tmp_path / "snapshots"),
+    }
+    extra = {"photo_dir": str(photos), "photo": str(astronaut)}
+    report = run_app(tmp_path, "photo", overrides, timeout=60.0, extra=extra)
+    # The chooser listed the photos (not the text file); the tap selected the astronaut.
+    assert report["listed"] == ["astronaut.png", "grace_hopper.jpg"], report
+    assert report["selection"] == [str(astronaut)]
+    assert not report["worker_in_photo_mode"] and "astronaut.png" in report["message"]
+    # The screen shows the photo, exactly as the app annotated it, with a box on the face.
+    decoded = sample_photos["astronaut"]
+    _, region = _screen_region(report, tmp_path / "out")
+    shown = cv2.resize(region, decoded.shape[1::-1], interpolation=cv2.INTER_AREA)
+    difference = np.abs(shown.astype(int) - decoded.astype(int)).max(axis=-1)
+    assert np.median(difference) < 12, np.median(difference)
+    annotated = np.load(tmp_path / "out" / "annotated.npy")
+    assert np.abs(shown.astype(int) - annotated.astype(int)).mean() < 6
+    (face,) = report["faces"]
+    assert face["track_id"] is None  # a photo: no tracking
+    nearest = cv2.resize(region, decoded.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    assert_boxes_drawn(nearest, decoded, report["faces"])
+    # The same probabilities as the Python API gives for that file (one decoder for photos).
+    from affectlite import EmotionRecognizer
+
+    (expected,) = EmotionRecognizer(tiny_bundle).predict(astronaut)
+    assert face["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
+    # One tap on Camera: the video runs again.
+    assert report["window_children"] == ["PreviewScreen"]  # the chooser is gone
+    assert report["worker_after_back"] and not report["photo_mode_after_back"]
+
+
+VIEWER_DRIVER = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    sys.modules["tensorflow"] = None
+    from kivy.clock import Clock
+    from kivy.core.window import Window
+    from kivy.tests.common import UnitTestTouch
+    from affectlite.edge_app.ui import PictureViewer
+
+    job = json.loads(sys.argv[1])
+    out = Path(job["out"])
+    viewer = PictureViewer([Path(p) for p in job["pictures"]])
+    shots = []
+
+    def tick(dt):
+        if viewer.next_button.x < 100:  # not laid out yet (Next sits right of the caption)
+            return
+        shot = {"path": Window.screenshot(name=str(out / "viewer.png"))}
+        shot["caption"] = viewer.caption.text
+        shot["display_rect"] = list(viewer.preview.display_rect)
+        shot["window_size"] = list(Window.size)
+        shots.append(shot)
+        if len(shots) == 1:
+            button = viewer.next_button  # the user presses Next
+            touch = UnitTestTouch(*button.to_window(*button.center))
+            touch.touch_down()
+            touch.touch_up()
+        else:
+            viewer.stop()
+
+    Clock.schedule_interval(tick, 0.5)
+    viewer.run()
+    (out / "report.json").write_text(json.dumps(shots))
+    """
+)
+
+
+def test_predict_show_viewer_pages_through_the_pictures(tmp_path, sample_photos):
+    names = ("astronaut", "grace_hopper")
+    pictures = []
+    for name in names:
+        pictures.append(tmp_path / f"{name}.png")
+        cv2.imwrite(str(pictures[-1]), cv2.cvtColor(sample_photos[name], cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(
+        os.environ,
+        KIVY_HOME=str(tmp_path / "kivy"),
+        KIVY_NO_CONSOLELOG="1",
+        SDL_VIDEODRIVER="offscreen",
+    )
+    job = {"out": str(out), "pictures": [str(p) for p in pictures]}
+    done = subprocess.run(
+        [sys.executable, "-c", VIEWER_DRIVER, json.dumps(job)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"{MESA_HINT}\n{done.stderr[-3000:]}"
+    shots = json.loads((out / "report.json").read_text())
+    assert [shot["caption"].split()[0] for shot in shots] == ["astronaut.png", "grace_hopper.png"]
+    for shot, name in zip(shots, names, strict=True):
+        picture = sample_photos[name]
+        _, region = _screen_region({"screenshot": shot["path"], **shot}, out)
+        shown = cv2.resize(region, picture.shape[1::-1], interpolation=cv2.INTER_AREA)
+        difference = np.abs(shown.astype(int) - picture.astype(int)).max(axis=-1)
+        assert np.median(difference) < 12, (name, np.median(difference))

@@ -28,8 +28,7 @@ _HELP = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from affectlite.train.pipeline import BALANCE_MODES
-    from affectlite.train.trainer import TrainConfig
+    from affectlite.train.config import BALANCE_MODES, TrainConfig
 
     choices = {"balance": BALANCE_MODES}
 

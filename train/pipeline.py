@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from affectlite.edge_app.labels import LABELS, NUM_CLASSES
 from affectlite.edge_app.preprocess import CropPolicy, ImageError
+from affectlite.train.config import BALANCE_MODES
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -84,9 +85,6 @@ def load_split(index, size: int, policy: CropPolicy = CropPolicy(), workers: int
     if not images:
         raise ValueError(f"No readable images in {index.root} ({index.split}).")
     return Split(np.stack(images), np.asarray(targets, np.float32), ids, skipped)
-
-
-BALANCE_MODES = ("loss", "sqrt", "sampling", "none")
 
 
 def class_weights(targets: np.ndarray, power: float = 1.0) -> np.ndarray:

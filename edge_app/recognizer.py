@@ -1,0 +1,74 @@
+"""The Python API: emotions of the faces in a photo, in three lines::
+
+    from affectlite import EmotionRecognizer
+    recognizer = EmotionRecognizer()             # the shipped default bundle
+    faces = recognizer.predict("photo.jpg")      # or an RGB uint8 array
+
+Each face is a :class:`~.pipeline.FaceResult` (``box``, ``label``, ``confidence``,
+``probabilities``, ``uncertain``, ``score``), the same record ``affectlite run`` and
+``affectlite predict`` write as JSON. Photos are independent: no tracking or smoothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from affectlite.errors import InputError
+
+from . import overlay
+from .bundle import Bundle, load_bundle, resolve_bundle
+from .pipeline import FaceResult, FrameResult, Pipeline, PipelineConfig
+from .preprocess import read_image
+
+
+class EmotionRecognizer:
+    """Finds the faces in photos and classifies their emotions; build it once, reuse it.
+
+    Args:
+        bundle: a bundle folder, a loaded :class:`~.bundle.Bundle`, or ``None``/``"default"``
+            for the shipped default bundle.
+        config: detector, face and threshold settings (:class:`~.pipeline.PipelineConfig`).
+    """
+
+    def __init__(
+        self, bundle: str | Path | Bundle | None = None, config: PipelineConfig | None = None
+    ) -> None:
+        if not isinstance(bundle, Bundle):
+            bundle = load_bundle(resolve_bundle(bundle))
+        self.bundle = bundle
+        self.pipeline = Pipeline(bundle, config)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.pipeline.labels
+
+    def predict(self, image: str | Path | np.ndarray) -> list[FaceResult]:
+        """The faces of one photo (a file path or an ``(H, W, 3)`` RGB ``uint8`` array),
+        largest first."""
+        return self.pipeline.process(load_photo(image), still=True).faces
+
+    def annotate(self, image: str | Path | np.ndarray, faces: list[FaceResult]) -> np.ndarray:
+        """An RGB copy of the photo with each face's box, label and probability bars."""
+        frame = load_photo(image)
+        result = FrameResult(0.0, faces, {})
+        return overlay.annotate(frame, result, labels=self.labels, stats=False)
+
+
+def load_photo(image: str | Path | np.ndarray) -> np.ndarray:
+    """A photo as ``uint8`` RGB: files go through the one still decoder (EXIF-rotated).
+
+    Raises:
+        ImageError: naming a file that is missing or cannot be decoded.
+        InputError: for an array that is not ``(H, W, 3)`` ``uint8``.
+    """
+    if isinstance(image, str | Path):
+        return read_image(image)
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise InputError(
+            f"Expected a file path or an RGB uint8 array of shape (H, W, 3), got {array.dtype} "
+            f"{array.shape} (convert with np.asarray(image.convert('RGB')) for PIL images)."
+        )
+    return array
