@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from affectlite import __version__
+from affectlite.errors import AffectliteError
+from affectlite.options import HelpFormatter
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("affectlite.demo", "whole flow on the embedded synthetic faces, no download"),
@@ -35,13 +38,17 @@ def _overview() -> str:
     return (
         f"usage: affectlite <command> [options]\n\naffectlite {__version__}: on-device facial "
         f"emotion recognition.\n\ncommands:\n{rows}\n\n"
-        "Run `affectlite <command> --help` for a command's options."
+        "Run `affectlite <command> --help` for a command's options; `affectlite --verbose "
+        "<command> ...` shows the traceback behind an error."
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one subcommand and returns its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = bool(argv) and argv[0] == "--verbose"
+    if verbose:
+        argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
         print(_overview())
         return 0 if argv else 2
@@ -67,11 +74,24 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"affectlite {name}: this stage is not built yet.", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog=f"affectlite {name}", description=text)
+    parser = argparse.ArgumentParser(
+        prog=f"affectlite {name}",
+        description=text,
+        formatter_class=HelpFormatter,
+    )
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
+    except AffectliteError as error:
+        # The one place a domain error becomes its exit code; anything else is a bug and
+        # keeps its traceback.
+        if verbose:
+            traceback.print_exc()
+        action = getattr(args, "action", None)  # `data inspect`, `data pack`
+        prog = f"affectlite {name}" + (f" {action}" if action else "")
+        print(f"{prog}: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print(f"affectlite {name}: interrupted.", file=sys.stderr)
         return 130

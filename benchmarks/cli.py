@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from affectlite.edge_app.bundle import BundleError
-from affectlite.edge_app.detector import DetectorUnavailable
-from affectlite.edge_app.runtime import RuntimeUnavailable, default_threads
+from affectlite.edge_app.runtime import default_threads
 from affectlite.edge_app.sources import SourceError, open_source
+from affectlite.errors import InputError
+from affectlite.options import check_paths
 
 from . import system
 from .latency import make_variants, run_benchmark, sample_frames
@@ -217,7 +217,7 @@ def _bench(args: argparse.Namespace, threads: list[int]) -> int:
 
 def _soak(args: argparse.Namespace, threads: list[int]) -> int:
     if len(args.bundle) != 1 or len(threads) != 1 or args.reference:
-        raise ValueError(
+        raise InputError(
             f"--soak runs one bundle at one thread count; got {len(args.bundle)} bundles, "
             f"{len(args.reference)} references and threads {threads}."
         )
@@ -252,23 +252,11 @@ def _soak(args: argparse.Namespace, threads: list[int]) -> int:
 def run(args: argparse.Namespace) -> int:
     threads = args.threads or [default_threads()]
     if not args.bundle and not args.reference:
-        print("affectlite bench: give at least one --bundle or --reference.", file=sys.stderr)
-        return 2
+        raise InputError("give at least one --bundle or --reference.")
     if args.source and not args.bundle:
-        print("affectlite bench: --source feeds bundles; add a --bundle.", file=sys.stderr)
-        return 2
+        raise InputError("--source feeds bundles; add a --bundle.")
     if args.warmup < 0:
-        print(f"affectlite bench: --warmup must be >= 0, got {args.warmup}.", file=sys.stderr)
-        return 2
-    try:
-        return _soak(args, threads) if args.soak else _bench(args, threads)
-    except (
-        BundleError,
-        FileNotFoundError,
-        ValueError,
-        SourceError,
-        RuntimeUnavailable,
-        DetectorUnavailable,
-    ) as error:
-        print(f"affectlite bench: {error}", file=sys.stderr)
-        return 2
+        raise InputError(f"--warmup must be >= 0, got {args.warmup}.")
+    for reference in args.reference:
+        check_paths(reference=reference)
+    return _soak(args, threads) if args.soak else _bench(args, threads)

@@ -43,6 +43,7 @@ from affectlite.edge_app.pipeline import Pipeline, PipelineConfig
 from affectlite.edge_app.preprocess import crop_face, decode_image
 from affectlite.edge_app.runtime import load_interpreter
 from affectlite.edge_app.sources import FrameSource
+from affectlite.errors import InputError
 
 from . import macs as macs_module
 from . import system
@@ -370,15 +371,15 @@ def run_benchmark(
             frames when a bundle variant is given.
     """
     if not variants:
-        raise ValueError("Give at least one bundle or reference model to measure.")
+        raise InputError("Give at least one bundle or reference model to measure.")
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
-        raise ValueError(f"Variant names must be unique, got {names}.")
+        raise InputError(f"Variant names must be unique, got {names}.")
     if runs < 1 or warmup < 0:
-        raise ValueError(f"Need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}.")
+        raise InputError(f"Need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}.")
     needs_frames = any(v.kind == "bundle" for v in variants)
     if needs_frames and not frames:
-        raise ValueError("Bundle variants need at least one frame.")
+        raise InputError("Bundle variants need at least one frame.")
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     host = system.host_facts()
     temperature_start, load_start = system.cpu_temperature_c(), system.load_average()
@@ -500,7 +501,7 @@ def sample_frames(
 
     width, height = size
     if width < 64 or height < 64:
-        raise ValueError(f"Frame size must be at least 64×64, got {width}×{height}.")
+        raise InputError(f"Frame size must be at least 64×64, got {width}×{height}.")
     rng = np.random.default_rng(seed)
     side = min(width, height)
     size_range = (max(16, side // 6), int(side * 0.42))

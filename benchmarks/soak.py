@@ -23,6 +23,7 @@ from affectlite import __version__
 from affectlite.edge_app.bundle import load_bundle
 from affectlite.edge_app.pipeline import Pipeline, PipelineConfig
 from affectlite.edge_app.sources import FrameSource
+from affectlite.errors import InputError
 
 from . import system
 from .latency import summarize
@@ -89,7 +90,7 @@ def run_soak(
         ValueError: for non-positive durations, or a source that ends.
     """
     if seconds <= 0 or interval <= 0:
-        raise ValueError(f"Need seconds > 0 and interval > 0, got {seconds} and {interval}.")
+        raise InputError(f"Need seconds > 0 and interval > 0, got {seconds} and {interval}.")
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     pipeline = Pipeline(load_bundle(bundle), PipelineConfig(num_threads=threads))
     rss_start = system.current_rss_bytes()
@@ -119,7 +120,7 @@ def run_soak(
         mark = time.perf_counter()
         frame = source.read()
         if frame is None:
-            raise ValueError(
+            raise InputError(
                 f"{source.name} ended after {len(latencies)} frames; soak needs a "
                 "looping source (a video file or folder is looped by the CLI)."
             )

@@ -22,16 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from affectlite.edge_app.preprocess import CropPolicy
+from affectlite.errors import InputError
+from affectlite.options import check_new_folder, check_paths, check_positive
 
 DEFAULT_SIZE = 112
-EXIT_INPUT = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,7 +113,7 @@ def build_set(args: argparse.Namespace):
             source=source.name,
         )
     if not (args.data and args.format):
-        raise ValueError("Give --data PATH --format F (training split) or --source (frames).")
+        raise InputError("Give --data PATH --format F (training split) or --source (frames).")
     return from_dataset(
         args.data,
         args.format,
@@ -135,7 +135,7 @@ def fit_temperature_files(args: argparse.Namespace) -> dict:
     from .temperature import calibrate_temperature, reliability_diagram
 
     if not (args.data and args.format):
-        raise ValueError("--fit-temperature needs labelled data: --data PATH --format F.")
+        raise InputError("--fit-temperature needs labelled data: --data PATH --format F.")
     predictor = load_predictor(args.fit_temperature)
     index = load_dataset(args.data, args.format, args.split, ferplus_mode=args.ferplus_mode)
     split = load_split(index, predictor.input_size, predictor.crop)
@@ -155,32 +155,19 @@ def fit_temperature_files(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from affectlite.edge_app.detector import DetectorUnavailable
-    from affectlite.edge_app.sources import SourceError
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.n < 1 or args.every < 1 or args.max_frames < 1:
-            raise ValueError(
-                f"--n, --every and --max-frames must be ≥ 1, got {args.n}, "
-                f"{args.every}, {args.max_frames}."
-            )
-        if args.fit_temperature:
-            result = fit_temperature_files(args)
-            print(
-                f"temperature {result['temperature']:.4f}: ECE {result['ece_before']:.4f} → "
-                f"{result['ece_after']:.4f} on {result['n']} images; written to {args.out}"
-            )
-            return 0
-        if args.out.exists() and not args.overwrite:
-            raise ValueError(
-                f"{args.out} already exists; choose another --out or pass --overwrite."
-            )
-        representative = build_set(args)
-        representative.save(args.out, overwrite=args.overwrite)
-    except (FileNotFoundError, ValueError, SourceError, DetectorUnavailable) as error:
-        print(f"affectlite calibrate: {error}", file=sys.stderr)
-        return EXIT_INPUT
+    check_positive(n=args.n, every=args.every, max_frames=args.max_frames)
+    check_paths(data=args.data, bundle=args.bundle, fit_temperature=args.fit_temperature)
+    if args.fit_temperature:
+        result = fit_temperature_files(args)
+        print(
+            f"temperature {result['temperature']:.4f}: ECE {result['ece_before']:.4f} → "
+            f"{result['ece_after']:.4f} on {result['n']} images; written to {args.out}"
+        )
+        return 0
+    check_new_folder(args.out, args.overwrite)
+    representative = build_set(args)
+    representative.save(args.out, overwrite=args.overwrite)
     counts = ", ".join(f"{k} {v}" for k, v in representative.counts().items())
     print(f"{len(representative)} crops of {representative.input_size} px ({counts}) → {args.out}")
     return 0

@@ -29,6 +29,7 @@ import numpy as np
 from affectlite.edge_app.bundle import sha256_file
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy, ImageError, crop_face
+from affectlite.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ HELD_OUT_SPLITS = ("val", "test")
 """Splits whose images must never be calibration data."""
 
 
-class RepresentativeError(ValueError):
+class RepresentativeError(InputError):
     """A representative set is missing, empty, mis-shaped, altered or overlaps held-out data."""
 
 
@@ -249,7 +250,7 @@ def build_representative(
     if ids is None:
         ids = [s.id for s in items] if samples else [str(i) for i in range(len(items))]
     if n < 1:
-        raise ValueError(f"The representative set size must be at least 1, got {n}.")
+        raise InputError(f"The representative set size must be at least 1, got {n}.")
     labels, ids = np.asarray(labels, dtype=np.int64), [str(i) for i in ids]
     if not len(items) == len(labels) == len(ids):
         raise ValueError(
@@ -365,7 +366,7 @@ def from_frames(
         RepresentativeError: if no face was found.
     """
     if every < 1 or faces_per_frame < 1:
-        raise ValueError(f"every and faces_per_frame must be ≥ 1, got {every}, {faces_per_frame}.")
+        raise InputError(f"every and faces_per_frame must be ≥ 1, got {every}, {faces_per_frame}.")
     crops, ids, seen, with_face = [], [], 0, 0
     for index, frame in enumerate(frames):
         if len(crops) >= n:

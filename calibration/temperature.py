@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from affectlite.edge_app.classifier import softmax
+from affectlite.errors import InputError
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 """Search range for ``T``; a fit at either end means the logits carry no usable confidence."""
@@ -50,7 +51,7 @@ def _check(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
             f"{labels.shape}."
         )
     if len(labels) < 2:
-        raise ValueError(
+        raise InputError(
             f"Temperature fitting needs at least 2 labelled examples, got {len(labels)}."
         )
     if labels.min() < 0 or labels.max() >= logits.shape[1]:

@@ -10,18 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
+from affectlite.errors import InputError
+from affectlite.options import LIMIT_HELP, add_dataset, check_new_folder, check_paths
 
 from .quantization import FLOAT_LAYER_IO, MODES, check_options
 
-EXIT_CONVERSION, EXIT_INPUT, EXIT_GATE = 1, 2, 3
 _IO_TYPES = tuple(dict.fromkeys(io for spec in MODES.values() for io in spec.io_types))
 
 
@@ -33,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"Modes: {modes}. --float-layers needs io {'|'.join(FLOAT_LAYER_IO)}. Exit status: 0 "
         "bundle written, 1 conversion failed, 2 bad input, 3 gate failed."
     )
-    parser.add_argument("model", type=Path, help="the trained Keras model (.keras)")
+    parser.add_argument("--model", type=Path, required=True, help="the trained Keras model")
     parser.add_argument("--mode", default="int8", help=f"one of {', '.join(MODES)} (default int8)")
     parser.add_argument(
         "--io", help=f"input/output type: {', '.join(_IO_TYPES)} (default: mode's first)"
@@ -44,17 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--representative", type=Path, help="representative set from `affectlite calibrate`"
     )
-    data.add_argument(
-        "--data", type=Path, help="dataset root (verification; representative set if none given)"
-    )
-    data.add_argument(
-        "--format", help="dataset format, e.g. ferplus, fer2013, affectnet, rafdb, folder"
-    )
-    data.add_argument("--ferplus-mode", default="majority")
-    data.add_argument(
-        "--verify-split", default="val", help="labelled split to verify on (default val)"
-    )
-    data.add_argument("--verify-limit", type=int, default=0, help="verify on N random images")
+    add_dataset(parser, split_help="labelled split to verify on (its train split calibrates)")
+    data.add_argument("--limit", type=int, default=0, help="verify on " + LIMIT_HELP[4:])
     data.add_argument(
         "--n", type=int, default=300, help="representative images drawn from --data train"
     )
@@ -129,81 +118,66 @@ def _representative(args, size: int, crop: CropPolicy):
 
 
 def _verification(args, size: int, crop: CropPolicy):
-    from affectlite.train.datasets import load_dataset
+    from affectlite.train.datasets import limit_samples, load_dataset
     from affectlite.train.pipeline import load_split
 
-    index = load_dataset(args.data, args.format, args.verify_split, ferplus_mode=args.ferplus_mode)
-    if args.verify_limit and args.verify_limit < len(index.samples):
-        keep = np.random.default_rng(args.seed).permutation(len(index.samples))[: args.verify_limit]
-        index.samples = [index.samples[i] for i in np.sort(keep)]
+    index = load_dataset(args.data, args.format, args.split, ferplus_mode=args.ferplus_mode)
+    index = limit_samples(index, args.limit, args.seed)
     split = load_split(index, size, crop)
-    return split.images, split.labels, f"{args.format}:{args.data} ({args.verify_split})"
-
-
-def _fail(code: int, message: str) -> int:
-    print(f"affectlite convert: {message}", file=sys.stderr)
-    return code
+    return split.images, split.labels, f"{args.format}:{args.data} ({args.split})"
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     float_layers = tuple(name.strip() for name in args.float_layers.split(",") if name.strip())
-    try:
-        io = check_options(args.mode, args.io, float_layers)
-        if args.out.exists() and not args.overwrite:
-            raise ValueError(
-                f"{args.out} already exists; choose another --out or pass --overwrite."
-            )
-        if not args.skip_verify and not (args.data and args.format):
-            raise ValueError("verification needs --data PATH --format F (or pass --skip-verify).")
-        if args.temperature is not None and args.temperature <= 0:
-            raise ValueError(f"--temperature must be positive, got {args.temperature}.")
-    except ValueError as error:
-        return _fail(EXIT_INPUT, str(error))
-    from affectlite.edge_app.detector import DetectorUnavailable
+    io = check_options(args.mode, args.io, float_layers)
+    check_paths(
+        model=args.model,
+        representative=args.representative,
+        data=args.data,
+        detector=args.detector,
+    )
+    check_new_folder(args.out, args.overwrite)
+    if not args.skip_verify and not (args.data and args.format):
+        raise InputError("verification needs --data PATH --format F (or pass --skip-verify).")
+    if args.temperature is not None and args.temperature <= 0:
+        raise InputError(f"--temperature must be positive, got {args.temperature}.")
+    from .verify import Gate
 
-    from .converter import ConversionError, check_model, load_keras_model
+    gate = Gate(args.max_drop, args.min_agreement)
+
+    from .converter import check_model, load_keras_model
     from .export import convert_to_bundle
     from .quantization import QuantizationConfig
-    from .verify import Gate, GateError
 
-    try:
-        gate = Gate(args.max_drop, args.min_agreement)
-        model = load_keras_model(args.model)
-        size = check_model(model, LABELS)
-        run_info = _training_run(args.model)
-        crop = _crop(args, run_info)
-        representative = _representative(args, size, crop) if args.mode == "int8" else None
-        config = QuantizationConfig.from_options(args.mode, io, representative, float_layers)
-        images = labels = None
-        description = ""
-        if not args.skip_verify:
-            images, labels, description = _verification(args, size, crop)
-        report = convert_to_bundle(
-            model,
-            config,
-            args.out,
-            images,
-            labels,
-            gate=gate,
-            force=args.force,
-            temperature=args.temperature,
-            crop=crop,
-            detector=args.detector,
-            training_data=run_info,
-            calibration=representative.summary() if representative is not None else None,
-            data_description=description,
-            report_dir=args.report or args.out.with_name(f"{args.out.name}-report"),
-            debug_layers=args.debug,
-            overwrite=args.overwrite,
-        )
-    except GateError as error:
-        return _fail(EXIT_GATE, str(error))
-    except ConversionError as error:
-        return _fail(EXIT_CONVERSION, str(error))
-    except (FileNotFoundError, ValueError, DetectorUnavailable) as error:
-        # ValueError covers BundleError, RepresentativeError, CalibrationDataError, DatasetError.
-        return _fail(EXIT_INPUT, str(error))
+    model = load_keras_model(args.model)
+    size = check_model(model, LABELS)
+    run_info = _training_run(args.model)
+    crop = _crop(args, run_info)
+    representative = _representative(args, size, crop) if args.mode == "int8" else None
+    config = QuantizationConfig.from_options(args.mode, io, representative, float_layers)
+    images = labels = None
+    description = ""
+    if not args.skip_verify:
+        images, labels, description = _verification(args, size, crop)
+    report = convert_to_bundle(
+        model,
+        config,
+        args.out,
+        images,
+        labels,
+        gate=gate,
+        force=args.force,
+        temperature=args.temperature,
+        crop=crop,
+        detector=args.detector,
+        training_data=run_info,
+        calibration=representative.summary() if representative is not None else None,
+        data_description=description,
+        report_dir=args.report or args.out.with_name(f"{args.out.name}-report"),
+        debug_layers=args.debug,
+        overwrite=args.overwrite,
+    )
     _print_summary(report)
     return 0
 

@@ -42,6 +42,9 @@ from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.widget import Widget
 from kivy.utils import platform
 
+from affectlite.errors import InputError
+from affectlite.options import check_paths
+
 from . import overlay
 from .bundle import BundleError, load_bundle
 from .detector import DETECTORS, DetectorUnavailable
@@ -130,15 +133,15 @@ class Settings:
             threads = int(values["threads"])
             smoothing = float(values["smoothing"])
         except ValueError as error:
-            raise ValueError(
+            raise InputError(
                 f"Settings: threads must be an integer and smoothing a number ({error})."
             ) from error
         if threads < 0:
-            raise ValueError(f"Settings: threads must be 0 (automatic) or more, got {threads}.")
+            raise InputError(f"Settings: threads must be 0 (automatic) or more, got {threads}.")
         if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"Settings: smoothing must be in [0, 1), got {smoothing}.")
+            raise InputError(f"Settings: smoothing must be in [0, 1), got {smoothing}.")
         if values["rotation"] not in ROTATIONS:
-            raise ValueError(
+            raise InputError(
                 f"Settings: rotation must be one of {ROTATIONS}, got {values['rotation']!r}."
             )
         return cls(
@@ -411,14 +414,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = None
     if args.threads is not None and args.threads < 1:
-        problem = f"--threads must be at least 1, got {args.threads}"
-    elif args.smoothing is not None and not 0.0 <= args.smoothing < 1.0:
-        problem = f"--smoothing must be in [0, 1), got {args.smoothing}"
-    if problem:
-        print(f"affectlite app: {problem}.", file=sys.stderr)
-        return 2
+        raise InputError(f"--threads must be at least 1, got {args.threads}.")
+    if args.smoothing is not None and not 0.0 <= args.smoothing < 1.0:
+        raise InputError(f"--smoothing must be in [0, 1), got {args.smoothing}.")
+    check_paths(bundle=args.bundle)
     if args.fullscreen:
         from kivy.config import Config
 
@@ -429,6 +429,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for a packaged app (Android's ``main.py``): ``affectlite app`` options."""
-    parser = argparse.ArgumentParser(prog="affectlite app", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from affectlite.cli import main as dispatch
+
+    return dispatch(["app", *(sys.argv[1:] if argv is None else argv)])

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from affectlite import __version__
+from affectlite.errors import InputError
 
 from .labels import LABELS
 from .preprocess import CropPolicy
@@ -42,7 +43,7 @@ DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
 ``predict``, ``app``, ``bench`` and ``evaluate`` use when no bundle is named."""
 
 
-class BundleError(ValueError):
+class BundleError(InputError):
     """A bundle is missing, incomplete, altered or inconsistent."""
 
 

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from affectlite.errors import InputError
+
 from .bundle import Bundle
 from .classifier import EmotionClassifier
 from .detector import DETECTORS, Detection, make_detector
@@ -120,15 +122,15 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
-            raise ValueError(f"detector must be one of {DETECTORS}, got {self.detector!r}.")
+            raise InputError(f"detector must be one of {DETECTORS}, got {self.detector!r}.")
         if self.max_faces < 1:
-            raise ValueError(f"max_faces must be at least 1, got {self.max_faces}.")
+            raise InputError(f"max_faces must be at least 1, got {self.max_faces}.")
         if self.detect_width is not None and self.detect_width < 64:
-            raise ValueError(f"detect_width must be at least 64 or None, got {self.detect_width}.")
+            raise InputError(f"detect_width must be at least 64 or None, got {self.detect_width}.")
         if self.min_face < 1:
-            raise ValueError(f"min_face must be at least 1 pixel, got {self.min_face}.")
+            raise InputError(f"min_face must be at least 1 pixel, got {self.min_face}.")
         if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads must be at least 1, got {self.num_threads}.")
+            raise InputError(f"num_threads must be at least 1, got {self.num_threads}.")
         self.tracker_config()
 
     def tracker_config(self) -> TrackerConfig:

@@ -37,16 +37,17 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
+from affectlite.errors import AffectliteError, EnvironmentProblem, InputError
+
 from .bundle import load_bundle
-from .detector import DETECTORS, DetectorUnavailable
+from .detector import DETECTORS
 from .pipeline import STAGES, FrameResult, Pipeline, PipelineConfig
-from .runtime import RuntimeUnavailable
 from .sources import Backoff, FrameSource, ReconnectingSource, SourceError, open_source
 
 WINDOW = "affectlite"
 
 
-class RunnerError(RuntimeError):
+class RunnerError(EnvironmentProblem):
     """The runner cannot start as asked."""
 
 
@@ -266,9 +267,9 @@ def run_loop(
 
 def _config(args: argparse.Namespace) -> tuple[PipelineConfig, Backoff]:
     if args.max_frames is not None and args.max_frames < 1:
-        raise ValueError(f"--max-frames must be at least 1, got {args.max_frames}.")
+        raise InputError(f"--max-frames must be at least 1, got {args.max_frames}.")
     if args.rss_every < 0:
-        raise ValueError(f"--rss-every must be >= 0, got {args.rss_every}.")
+        raise InputError(f"--rss-every must be >= 0, got {args.rss_every}.")
     config = PipelineConfig(
         num_threads=args.threads,
         detector=args.detector,
@@ -297,14 +298,10 @@ def _on_sigterm(handler: Callable[[], None]) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="affectlite run: %(message)s")
-    try:
-        config, backoff = _config(args)
-        if args.show:
-            check_display()
-        pipeline = Pipeline(load_bundle(args.bundle), config)
-    except (ValueError, RunnerError, DetectorUnavailable, RuntimeUnavailable) as error:
-        print(f"affectlite run: {error}", file=sys.stderr)
-        return 2
+    config, backoff = _config(args)
+    if args.show:
+        check_display()
+    pipeline = Pipeline(load_bundle(args.bundle), config)
     stats = RunStats()
     stop = threading.Event()
     opened: list[FrameSource] = []
@@ -325,10 +322,9 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             source = open_source(args.source, backoff=backoff, on_error=report, **options)
-        except (SourceError, ValueError) as error:
+        except AffectliteError:
             out.discard()
-            print(f"affectlite run: {error}", file=sys.stderr)
-            return 2
+            raise
         opened.append(source)
         try:
             with source:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from affectlite.errors import InputError
+
 from .preprocess import Box
 
 UNCERTAIN = "uncertain"
@@ -47,7 +49,7 @@ class TrackerConfig:
         }
         for name, ok in checks.items():
             if not ok:
-                raise ValueError(f"Invalid tracker setting {name}={getattr(self, name)!r}.")
+                raise InputError(f"Invalid tracker setting {name}={getattr(self, name)!r}.")
 
 
 @dataclass(eq=False)

@@ -209,8 +209,8 @@ def test_wrongly_scaled_calibration_fails_the_gate(model, train_data, val_data, 
     assert saved["gate"]["passed"] is False and saved["gate"]["failures"]
 
 
-def _convert(*args: str) -> int:
-    return main(["convert", *map(str, args)])
+def _convert(model: Path, *args: str) -> int:
+    return main(["convert", "--model", str(model), *map(str, args)])
 
 
 def test_cli_converts_gates_and_forces(model_file, dataset, tmp_path, capsys):
@@ -254,7 +254,8 @@ def test_cli_rejects_bad_inputs_with_clear_errors(model_file, dataset, tmp_path,
         assert not out.exists()
         return capsys.readouterr().err
 
-    assert "Model not found: " in fails(tmp_path / "missing.keras", *data, "--out", out)
+    missing = tmp_path / "missing.keras"
+    assert f"--model {missing}: no such file" in fails(missing, *data, "--out", out)
     wrong = tmp_path / "five.keras"
     tiny_convnet(classes=5).save(wrong)
     assert "outputs 5 classes but the label set has 8" in fails(wrong, *data, "--out", out)

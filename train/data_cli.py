@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from affectlite.edge_app.preprocess import CropPolicy, ImageError
+from affectlite.errors import InputError
 from affectlite.train.datasets import (
     FERPLUS_MODES,
     FORMATS,
@@ -188,7 +188,7 @@ def _pack(args: argparse.Namespace) -> int:
     from affectlite.train.readers.packed import MANIFEST, pack_split, write_manifest
 
     if args.size < MIN_FACE_SIDE:
-        raise ValueError(f"--size must be at least {MIN_FACE_SIDE}, got {args.size}.")
+        raise InputError(f"--size must be at least {MIN_FACE_SIDE}, got {args.size}.")
     policy = CropPolicy(margin=args.margin)
     indices = _indices(args)  # every split is read before anything is written
     (args.out / MANIFEST).unlink(missing_ok=True)  # the folder is unfinished until the end
@@ -224,8 +224,4 @@ def _pack(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _inspect(args) if args.action == "inspect" else _pack(args)
-    except ValueError as error:  # DatasetError, and bad option values
-        print(f"affectlite data {args.action}: {error}", file=sys.stderr)
-        return 2
+    return _inspect(args) if args.action == "inspect" else _pack(args)

@@ -20,7 +20,7 @@ import shutil
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -28,7 +28,9 @@ import numpy as np
 import tensorflow as tf
 
 from affectlite.edge_app.labels import LABELS
+from affectlite.errors import InputError
 from affectlite.train import plots
+from affectlite.train.config import TrainConfig
 from affectlite.train.metrics import classification_report
 from affectlite.train.model import build_model
 from affectlite.train.pipeline import Split, eval_dataset, packed_train_dataset, train_dataset
@@ -37,48 +39,7 @@ CONFIG_FILE = "config.json"
 BEST_MODEL = "best.keras"
 
 
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of one run (saved as ``config.json`` in the run folder)."""
-
-    backbone: str = "resnet50"
-    input_size: int = 112
-    weights: str = "imagenet"
-    epochs: int = 30
-    head_epochs: int = 2
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    finetune_learning_rate: float = 1e-4
-    warmup_epochs: float = 1.0
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.1
-    balance: str = "loss"
-    augment: bool = True
-    dropout: float = 0.3
-    mixed_precision: str = "auto"
-    distribute: str = "auto"
-    seed: int = 0
-
-    @property
-    def pretrained(self) -> bool:
-        return self.weights.lower() != "none"
-
-    def phases(self) -> list[tuple[str, int, int, float]]:
-        """``(name, first_epoch, end_epoch, peak_learning_rate)`` of each phase."""
-        head = min(self.head_epochs, self.epochs) if self.pretrained else 0
-        phases = [("head", 0, head, self.learning_rate)] if head else []
-        if self.epochs > head:
-            rate = self.finetune_learning_rate if self.pretrained else self.learning_rate
-            phases.append(("finetune", head, self.epochs, rate))
-        return phases
-
-    @classmethod
-    def load(cls, path: str | Path) -> TrainConfig:
-        data = json.loads(Path(path).read_text())
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-
-
-class RunFolderError(RuntimeError):
+class RunFolderError(InputError):
     """The run folder cannot be used (exists, unwritable, too little disk)."""
 
 
@@ -182,14 +143,14 @@ def distribution_strategy(mode: str) -> tf.distribute.Strategy:
     if mode == "mirrored" or (mode == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
     if mode not in ("auto", "none", "mirrored", "multiworker"):
-        raise ValueError(f"distribute must be auto, none, mirrored or multiworker, got {mode!r}.")
+        raise InputError(f"distribute must be auto, none, mirrored or multiworker, got {mode!r}.")
     return tf.distribute.get_strategy()
 
 
 def set_precision(mode: str) -> str:
     """Mixed float16 on GPUs when ``auto`` or ``on``; returns the policy name used."""
     if mode not in ("auto", "on", "off"):
-        raise ValueError(f"mixed_precision must be auto, on or off, got {mode!r}.")
+        raise InputError(f"mixed_precision must be auto, on or off, got {mode!r}.")
     use = mode == "on" or (mode == "auto" and tf.config.list_physical_devices("GPU"))
     policy = "mixed_float16" if use else "float32"
     keras.mixed_precision.set_global_policy(policy)

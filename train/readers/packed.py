@@ -28,6 +28,7 @@ import numpy as np
 
 from affectlite.edge_app.labels import LABELS, NUM_CLASSES
 from affectlite.edge_app.preprocess import CropPolicy, ImageError
+from affectlite.errors import InputError
 from affectlite.train.datasets import load_crop
 from affectlite.train.readers.base import DatasetError, DatasetIndex, Sample, parallel_map
 
@@ -77,7 +78,7 @@ def pack_split(
     from tqdm import tqdm
 
     if shard_size < 1 or size < 1:
-        raise ValueError(f"shard_size and size must be positive, got {shard_size} and {size}.")
+        raise InputError(f"shard_size and size must be positive, got {shard_size} and {size}.")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     order = np.random.default_rng(seed).permutation(len(index.samples))

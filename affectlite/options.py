@@ -1,0 +1,130 @@
+"""Options shared by the subcommands, declared once: the same flag, default and check everywhere.
+
+Each ``add_*`` function adds one family of options to a parser; :func:`check_paths` is what a
+command calls first, before it imports TensorFlow, decodes data or loads a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from affectlite.errors import InputError
+from affectlite.files import write_json
+
+SMOOTHING = 0.6
+"""Default weight of the previous probabilities in the per-face moving average (run and app)."""
+
+LIMIT_HELP = "use at most N images, drawn at random with --seed (0: all)"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default in ``--help``, unless it is empty or the help names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in (
+            action.help or ""
+        ):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def check_paths(**paths: str | Path | None) -> None:
+    """Raises :class:`InputError` for the first given path that does not exist.
+
+    Keyword names are flag names with ``_`` for ``-``: ``check_paths(data=args.data)``.
+    """
+    for name, path in paths.items():
+        if path is not None and str(path) != "default" and not Path(path).exists():
+            raise InputError(f"--{name.replace('_', '-')} {path}: no such file or folder.")
+
+
+def check_new_folder(path: Path, overwrite: bool) -> None:
+    """Refuses an existing output folder unless ``overwrite``."""
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; choose another --out or pass --overwrite.")
+
+
+def check_positive(**values: float | None) -> None:
+    """Raises :class:`InputError` naming the first option that is below 1."""
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
+
+
+def add_json(parser: argparse.ArgumentParser, what: str = "the report") -> None:
+    """``--json PATH``: also write ``what`` as JSON; ``-`` prints it to standard output."""
+    parser.add_argument(
+        "--json", metavar="PATH", help=f"write {what} as JSON to PATH ('-': standard output)"
+    )
+
+
+def add_model(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--model``: a ``.keras`` model, a ``.tflite`` or a bundle folder; ``default`` for the
+    bundle the kit ships."""
+    parser.add_argument(
+        "--model",
+        required=required,
+        help="bundle folder, .tflite or .keras model ('default': the shipped bundle)",
+    )
+
+
+def resolve_model(model: str | Path | None) -> Path | None:
+    """``default`` → the shipped bundle's folder; any other value as a path."""
+    if model is None:
+        return None
+    if str(model) == "default":
+        from affectlite.edge_app.bundle import resolve_bundle
+
+        return resolve_bundle("default")
+    return Path(model)
+
+
+def add_dataset(
+    parser: argparse.ArgumentParser,
+    *,
+    required: bool = False,
+    split: str | None = "val",
+    split_help: str = "dataset split",
+    packed: bool = False,
+) -> None:
+    """``--data``, ``--format``, ``--ferplus-mode`` and (unless ``split`` is None) ``--split``;
+    formats and modes come from the reader registry."""
+    from affectlite.train.datasets import FERPLUS_MODES, FORMATS, SPLITS
+
+    formats = FORMATS + (("packed",) if packed else ())
+    group = parser.add_argument_group("dataset")
+    group.add_argument(
+        "--data", type=Path, required=required, help="dataset root (or the FER2013 CSV)"
+    )
+    layout = "dataset layout" + (
+        " (packed: a folder from `affectlite data pack`)" if packed else ""
+    )
+    group.add_argument("--format", required=required, choices=formats, help=layout)
+    group.add_argument(
+        "--ferplus-mode",
+        default="majority",
+        choices=FERPLUS_MODES,
+        help="how FER+ votes become labels",
+    )
+    if split is not None:
+        group.add_argument("--split", default=split, choices=SPLITS, help=split_help)
+
+
+def add_limit(parser: argparse.ArgumentParser, seed: bool = True) -> None:
+    """``--limit N`` (random, seeded: see :func:`affectlite.train.datasets.limit_samples`)."""
+    parser.add_argument("--limit", type=int, default=0, help=LIMIT_HELP)
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="random seed")
+
+
+def write_report(target: str | Path | None, document: dict) -> None:
+    """Writes ``document`` as JSON to ``target`` atomically; ``-`` prints it; None does nothing."""
+    if target is None:
+        return
+    if str(target) == "-":
+        print(json.dumps(document, indent=2, allow_nan=False))
+        return
+    write_json(target, document)
+    print(f"report: {target}")
