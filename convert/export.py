@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from affectlite.convert.verify import Gate
 from affectlite.edge_app.bundle import Bundle, BundleError, write_bundle
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.edge_app.runtime import load_interpreter
 
 from .quantization import QuantizationConfig
-from .verify import Gate
 
 log = logging.getLogger(__name__)
 

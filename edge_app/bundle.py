@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from affectlite import __version__
+from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.errors import InputError
 
 from .labels import LABELS
-from .preprocess import CropPolicy
 
 MANIFEST = "bundle.json"
 CLASSIFIER_FILE = "classifier.tflite"

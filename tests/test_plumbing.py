@@ -126,3 +126,14 @@ def test_every_domain_error_has_the_one_base():
     assert all(issubclass(error, AffectliteError) for error in errors)
     assert {error.exit_code for error in errors} == {1, 2}
     assert ConversionError.exit_code == 1 and GateError.exit_code == 3
+
+
+@pytest.mark.parametrize("folder", ["edge_app", "train", "convert", "calibration", "benchmarks"])
+def test_a_folder_has_one_import_name(folder):
+    code = f"import sys; sys.path.insert(0, '.'); import {folder}"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.returncode == 1
+    assert f"ImportError: Import affectlite.{folder}, not '{folder}'" in result.stderr
+    assert (ROOT / folder / "__init__.py").is_file()  # the folder is there, only the name fails
