@@ -34,24 +34,12 @@ matplotlib; without it the JSON and Markdown are still written and the report sa
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from affectlite.files import write_figure, write_text
+
 STACKED = ("input", "detect", "crop", "classify", "post")
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Writes ``text`` to ``path`` atomically (a temporary sibling, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(text)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _ms(value: float | None) -> str:
@@ -271,16 +259,7 @@ def write_plots(doc: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
 
 def save_figure(plt, fig, path: Path) -> Path:
     """Saves a matplotlib figure as PNG atomically and closes it."""
-    temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    try:
-        fig.savefig(temp, dpi=120, bbox_inches="tight")
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
-    return path
+    return write_figure(path, fig, dpi=120, bbox_inches="tight")
 
 
 def _stages_figure(plt, doc: dict[str, Any], bundles: list[dict[str, Any]]):

@@ -9,8 +9,6 @@ slope over every sample after the first interval, in MB per minute.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,10 +22,10 @@ from affectlite.edge_app.bundle import load_bundle
 from affectlite.edge_app.pipeline import Pipeline, PipelineConfig
 from affectlite.edge_app.sources import FrameSource
 from affectlite.errors import InputError
+from affectlite.files import write_text, write_with
 
 from . import system
 from .latency import summarize
-from .report import write_text
 
 SCHEMA = "affectlite-soak"
 SCHEMA_VERSION = 1
@@ -42,27 +40,23 @@ def write_loop_video(frames: Sequence[np.ndarray], path: str | Path, fps: float 
     if not frames:
         raise ValueError("Need at least one frame to write a video.")
     height, width = frames[0].shape[:2]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".avi", dir=path.parent)
-    os.close(handle)
-    writer = cv2.VideoWriter(temp, cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    try:
-        if not writer.isOpened():
-            raise ValueError(f"OpenCV {cv2.__version__} cannot write MJPEG video to {path}.")
-        for index, frame in enumerate(frames):
-            if frame.shape[:2] != (height, width):
-                raise ValueError(
-                    f"Frame {index} is {frame.shape[1]}×{frame.shape[0]}; the video is "
-                    f"{width}×{height}."
-                )
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        writer.release()
-        os.replace(temp, path)
-    finally:
-        writer.release()
-        Path(temp).unlink(missing_ok=True)
-    return path
+
+    def write(temp: Path) -> None:
+        writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+        try:
+            if not writer.isOpened():
+                raise ValueError(f"OpenCV {cv2.__version__} cannot write MJPEG video to {path}.")
+            for index, frame in enumerate(frames):
+                if frame.shape[:2] != (height, width):
+                    raise ValueError(
+                        f"Frame {index} is {frame.shape[1]}×{frame.shape[0]}; the video is "
+                        f"{width}×{height}."
+                    )
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+
+    return write_with(path, write)
 
 
 def run_soak(

@@ -20,7 +20,6 @@ Exit status: 0 written, 2 bad input (missing data or model, no face found, exist
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.errors import InputError
+from affectlite.files import write_json
 from affectlite.options import check_new_folder, check_paths, check_positive
 
 DEFAULT_SIZE = 112
@@ -146,10 +146,7 @@ def fit_temperature_files(args: argparse.Namespace) -> dict:
         "model": str(args.fit_temperature),
         "data": f"{args.format}:{args.data} ({args.split})",
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    temporary = args.out / ".temperature.json.tmp"
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    temporary.replace(args.out / "temperature.json")
+    write_json(args.out / "temperature.json", result)
     reliability_diagram(logits, split.labels, fit.temperature, args.out / "reliability.png")
     return result
 

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +27,7 @@ from affectlite.edge_app.bundle import sha256_file
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy, ImageError, crop_face
 from affectlite.errors import InputError
+from affectlite.files import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +118,7 @@ class RepresentativeSet:
             raise RepresentativeError(
                 f"{folder} already exists; choose another folder or overwrite."
             )
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+        with atomic_dir(folder, replace=overwrite) as staging:
             np.savez_compressed(
                 staging / IMAGES_FILE,
                 images=self.images,
@@ -133,13 +129,7 @@ class RepresentativeSet:
                 **self.manifest(),
                 "files": {IMAGES_FILE: sha256_file(staging / IMAGES_FILE)},
             }
-            (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(staging, folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            write_json(staging / MANIFEST_FILE, manifest)
         log.info("Saved %d representative crops to %s", len(self), folder)
         return folder
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.runtime import load_interpreter
 from affectlite.errors import AffectliteError, InputError
+from affectlite.files import write_bytes
 
 from .quantization import QuantizationConfig, check_input_size
 
@@ -87,19 +86,6 @@ def check_model(model, labels: tuple[str, ...] = LABELS) -> int:
     return size
 
 
-def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _converter(model, workdir: Path, config: QuantizationConfig):
     import tensorflow as tf
 
@@ -154,7 +140,7 @@ def convert_model(model, config: QuantizationConfig, workdir: str | Path) -> Pat
         raise
     except Exception as error:  # The converter raises ConverterError, ValueError, RuntimeError.
         raise ConversionError(_explain(error)) from error
-    path = _write_atomic(workdir / TFLITE_FILE, data)
+    path = write_bytes(workdir / TFLITE_FILE, data)
     log.info(
         "Converted (%s, io %s) in %.1f s: %s, %.2f MB",
         config.mode,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -16,6 +15,7 @@ from affectlite.edge_app.bundle import Bundle, BundleError, write_bundle
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.edge_app.runtime import load_interpreter
+from affectlite.files import write_json, write_text
 
 from .quantization import QuantizationConfig
 
@@ -114,12 +114,6 @@ def export_bundle(
     return bundle
 
 
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
-
-
 def markdown_report(report: dict[str, Any]) -> str:
     """A short human summary of a conversion report."""
     lines = [
@@ -191,8 +185,8 @@ def write_report(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_text(folder / "conversion.json", json.dumps(report, indent=2) + "\n")
-    _write_text(folder / "conversion.md", markdown_report(report))
+    write_json(folder / "conversion.json", report)
+    write_text(folder / "conversion.md", markdown_report(report))
     fit = report.get("temperature", {})
     if fit.get("fitted") and logits is not None and labels is not None:
         reliability_diagram(logits, labels, fit["temperature"], folder / "reliability.png")

@@ -25,7 +25,6 @@ import functools
 import json
 import logging
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from kivy.uix.widget import Widget
 from kivy.utils import platform
 
 from affectlite.errors import InputError
+from affectlite.files import write_bytes
 from affectlite.options import check_paths
 
 from . import overlay
@@ -168,15 +168,7 @@ def save_snapshot(frame_rgb: np.ndarray, folder: str | Path) -> Path:
     now = time.time()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now % 1 * 1000):03d}"
     target = folder / f"affectlite-{stamp}.png"
-    handle, temp = tempfile.mkstemp(prefix=".snapshot-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(encoded.tobytes())
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_bytes(target, encoded.tobytes())
 
 
 def open_frame_source(settings: Settings) -> Any:

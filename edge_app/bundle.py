@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 from affectlite import __version__
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.errors import InputError
+from affectlite.files import atomic_dir, write_json
 
 from .labels import LABELS
 
@@ -143,9 +142,7 @@ def write_bundle(
     for source in sources.values():
         if not source.is_file():
             raise BundleError(f"Cannot bundle {source}: file not found.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir, replace=overwrite) as staging:
         for name, source in sources.items():
             shutil.copyfile(source, staging / name)
         manifest = {
@@ -167,22 +164,8 @@ def write_bundle(
             "metrics": metrics or {},
             "files": {name: sha256_file(staging / name) for name in sources},
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _replace_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        write_json(staging / MANIFEST, manifest)
     return load_bundle(out_dir)
-
-
-def _replace_dir(staging: Path, out_dir: Path) -> None:
-    if not out_dir.exists():
-        os.replace(staging, out_dir)
-        return
-    retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    os.replace(out_dir, retired)
-    os.replace(staging, out_dir)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def load_bundle(path: str | Path) -> Bundle:

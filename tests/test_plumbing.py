@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -137,3 +138,42 @@ def test_a_folder_has_one_import_name(folder):
     assert result.returncode == 1
     assert f"ImportError: Import affectlite.{folder}, not '{folder}'" in result.stderr
     assert (ROOT / folder / "__init__.py").is_file()  # the folder is there, only the name fails
+
+
+def _modes(folder: Path) -> set[tuple[str, int]]:
+    found = {("folder", stat.S_IMODE(folder.stat().st_mode))}
+    for path in folder.rglob("*"):
+        found.add(("folder" if path.is_dir() else "file", stat.S_IMODE(path.stat().st_mode)))
+    return found
+
+
+def test_a_written_bundle_is_readable_by_other_users(tiny_bundle, tmp_path):
+    from affectlite.edge_app.bundle import write_bundle
+
+    previous = os.umask(0o077)  # the strictest umask: modes must not depend on it
+    try:
+        bundle = write_bundle(
+            tmp_path / "bundle",
+            tiny_bundle.classifier_path,
+            tiny_bundle.manifest["classifier"],
+            detector=tiny_bundle.detector_path,
+        )
+    finally:
+        os.umask(previous)
+    assert _modes(bundle.path) == {("folder", 0o755), ("file", 0o644)}
+    assert len(list(bundle.path.iterdir())) == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no staging folder left
+
+
+def test_atomic_writes_leave_no_temporary_on_failure(tmp_path):
+    from affectlite.files import write_with
+
+    def fails(path: Path) -> None:
+        path.write_text("half")
+        raise OSError("disk full")
+
+    (tmp_path / "kept.txt").write_text("old")
+    with pytest.raises(OSError, match="disk full"):
+        write_with(tmp_path / "kept.txt", fails)
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.txt"]
+    assert (tmp_path / "kept.txt").read_text() == "old"

@@ -169,7 +169,7 @@ def _markdown(report: dict) -> str:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from affectlite.train.readers.packed import write_json
+    from affectlite.files import write_json
 
     report = {
         "root": str(args.path),

@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from affectlite.edge_app.labels import LABELS
 from affectlite.errors import InputError
+from affectlite.files import write_json, write_with
 from affectlite.train import plots
 from affectlite.train.config import TrainConfig
 from affectlite.train.metrics import classification_report
@@ -73,23 +74,10 @@ class BalancedAccuracyCheckpoint(keras.callbacks.Callback):
         )
         if report["balanced_accuracy"] > self.best:
             self.best = report["balanced_accuracy"]
-            atomic_save(self.model, self.run_dir / BEST_MODEL)
+            write_with(self.run_dir / BEST_MODEL, self.model.save)
             record = {"epoch": epoch + 1, **{k: report[k] for k in ("accuracy", "macro_f1")}}
             record["val_balanced_accuracy"] = self.best
-            atomic_write_text(self.best_path, json.dumps(record, indent=2))
-
-
-def atomic_save(model: keras.Model, path: Path) -> None:
-    """Saves a Keras model next to ``path`` and renames it into place."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+            write_json(self.best_path, record)
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, min_free_bytes: int) -> None:
@@ -215,9 +203,7 @@ def train(
         config = TrainConfig.load(run_dir / CONFIG_FILE)
     else:
         summary = {"config": asdict(config), "data": data_summary or {}}
-        atomic_write_text(
-            run_dir / CONFIG_FILE, json.dumps({**asdict(config), **summary}, indent=2)
-        )
+        write_json(run_dir / CONFIG_FILE, {**asdict(config), **summary})
     keras.utils.set_random_seed(config.seed)
     policy = set_precision(config.mixed_precision)
     strategy = distribution_strategy(config.distribute)
@@ -285,9 +271,7 @@ def _run_phase(
         callbacks=callbacks,
         verbose=verbose,
     )
-    tmp = done.with_name(f".{done.name}.tmp.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, done)
+    write_with(done, model.save_weights)
 
 
 def _finish(run_dir: Path, val: Split, config: TrainConfig, policy: str, seconds: float) -> dict:
@@ -297,10 +281,10 @@ def _finish(run_dir: Path, val: Split, config: TrainConfig, policy: str, seconds
     report["wall_seconds_this_session"] = round(seconds, 1)
     report["precision_policy"] = policy
     report["best_epoch"] = json.loads((run_dir / "best.json").read_text())["epoch"]
-    atomic_write_text(run_dir / "metrics.json", json.dumps(report, indent=2))
+    write_json(run_dir / "metrics.json", report)
     plots.confusion_png(report, run_dir / "confusion.png", "validation, best model")
     plots.curves_png(
         run_dir / "history.csv", run_dir / "curves.png", f"{config.backbone} {config.input_size}px"
     )
-    np.save(run_dir / "val_logits.npy", logits)
+    write_with(run_dir / "val_logits.npy", lambda tmp: np.save(tmp, logits))
     return report
