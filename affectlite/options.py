@@ -13,9 +13,6 @@ from pathlib import Path
 from affectlite.errors import InputError
 from affectlite.files import write_json
 
-SMOOTHING = 0.6
-"""Default weight of the previous probabilities in the per-face moving average (run and app)."""
-
 LIMIT_HELP = "use at most N images, drawn at random with --seed (0: all)"
 
 
@@ -36,7 +33,7 @@ def check_paths(**paths: str | Path | None) -> None:
     Keyword names are flag names with ``_`` for ``-``: ``check_paths(data=args.data)``.
     """
     for name, path in paths.items():
-        if path is not None and str(path) != "default" and not Path(path).exists():
+        if path is not None and not Path(path).exists():
             raise InputError(f"--{name.replace('_', '-')} {path}: no such file or folder.")
 
 
@@ -65,20 +62,35 @@ def add_model(parser: argparse.ArgumentParser, required: bool = True) -> None:
     bundle the kit ships."""
     parser.add_argument(
         "--model",
+        type=bundle_path,
         required=required,
         help="bundle folder, .tflite or .keras model ('default': the shipped bundle)",
     )
 
 
-def resolve_model(model: str | Path | None) -> Path | None:
-    """``default`` → the shipped bundle's folder; any other value as a path."""
-    if model is None:
-        return None
-    if str(model) == "default":
-        from affectlite.edge_app.bundle import resolve_bundle
+def add_bundle(parser: argparse.ArgumentParser, *, repeatable: bool = False) -> None:
+    """``--bundle``: a bundle folder, ``default`` (the shipped one) unless given; or, with
+    ``repeatable``, one or more bundles to compare."""
+    if repeatable:
+        parser.add_argument(
+            "--bundle",
+            action="append",
+            type=bundle_path,
+            default=[],
+            help="a bundle folder ('default': the shipped one); repeat to compare, the first "
+            "is the baseline of the ratios",
+        )
+    else:
+        parser.add_argument(
+            "--bundle", type=bundle_path, default="default", help="the model bundle folder"
+        )
 
-        return resolve_bundle("default")
-    return Path(model)
+
+def bundle_path(text: str) -> Path:
+    """An option's bundle or model path; ``default`` is the bundle the kit ships."""
+    from affectlite.edge_app.bundle import resolve_bundle
+
+    return resolve_bundle(text)
 
 
 def add_dataset(
@@ -119,7 +131,7 @@ def add_limit(parser: argparse.ArgumentParser, seed: bool = True) -> None:
         parser.add_argument("--seed", type=int, default=0, help="random seed")
 
 
-def write_report(target: str | Path | None, document: dict) -> None:
+def emit_json(target: str | Path | None, document: dict) -> None:
     """Writes ``document`` as JSON to ``target`` atomically; ``-`` prints it; None does nothing."""
     if target is None:
         return

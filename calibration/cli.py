@@ -12,7 +12,8 @@ or from the device's own camera domain (faces found by BlazeFace in the frames):
 
 Temperature, on a labelled split (default ``val``) of a model, ``.tflite`` or bundle::
 
-    affectlite calibrate --fit-temperature best.keras --data data/ferplus --format ferplus --out t/
+    affectlite calibrate --fit-temperature --model best.keras --data data/ferplus --format ferplus \
+        --out t/
 
 Exit status: 0 written, 2 bad input (missing data or model, no face found, existing output).
 """
@@ -29,7 +30,14 @@ import numpy as np
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.errors import InputError
 from affectlite.files import write_json
-from affectlite.options import check_new_folder, check_paths, check_positive
+from affectlite.options import (
+    add_dataset,
+    add_model,
+    bundle_path,
+    check_new_folder,
+    check_paths,
+    check_positive,
+)
 
 DEFAULT_SIZE = 112
 
@@ -38,14 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Exit status: 0 written, 2 bad input."
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    parser.add_argument("--data", type=Path, help="dataset root (its train split is drawn from)")
-    parser.add_argument("--format", help="dataset format, e.g. ferplus, fer2013, affectnet, folder")
-    parser.add_argument("--ferplus-mode", default="majority")
+    add_dataset(parser, split_help="labelled split for --fit-temperature (the set uses train)")
     parser.add_argument(
         "--source", help="frames instead of a dataset: webcam index, video, folder, picamera2"
     )
     parser.add_argument(
-        "--bundle", type=Path, help="take detector, input size and crop from this bundle"
+        "--bundle", type=bundle_path, help="take detector, input size and crop from this bundle"
     )
     parser.add_argument(
         "--detector", default="blazeface", help="blazeface, haar or a BlazeFace .tflite"
@@ -64,11 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--fit-temperature",
-        type=Path,
-        metavar="MODEL",
-        help="fit the softmax temperature of a .keras, .tflite or bundle instead",
+        action="store_true",
+        help="fit the softmax temperature of --model on --split instead",
     )
-    parser.add_argument("--split", default="val", help="labelled split for --fit-temperature")
+    add_model(parser, required=False)
 
 
 def _frames(source, max_frames: int) -> Iterator[np.ndarray]:
@@ -136,14 +141,14 @@ def fit_temperature_files(args: argparse.Namespace) -> dict:
 
     if not (args.data and args.format):
         raise InputError("--fit-temperature needs labelled data: --data PATH --format F.")
-    predictor = load_predictor(args.fit_temperature)
+    predictor = load_predictor(args.model)
     index = load_dataset(args.data, args.format, args.split, ferplus_mode=args.ferplus_mode)
     split = load_split(index, predictor.input_size, predictor.crop)
     logits = predictor.logits(split.images)
     fit = calibrate_temperature(logits, split.labels)
     result = {
         **fit.to_dict(),
-        "model": str(args.fit_temperature),
+        "model": str(args.model),
         "data": f"{args.format}:{args.data} ({args.split})",
     }
     write_json(args.out / "temperature.json", result)
@@ -154,7 +159,9 @@ def fit_temperature_files(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     check_positive(n=args.n, every=args.every, max_frames=args.max_frames)
-    check_paths(data=args.data, bundle=args.bundle, fit_temperature=args.fit_temperature)
+    check_paths(data=args.data, bundle=args.bundle, model=args.model)
+    if args.fit_temperature != (args.model is not None):
+        raise InputError("--fit-temperature and --model go together (the model to calibrate).")
     if args.fit_temperature:
         result = fit_temperature_files(args)
         print(

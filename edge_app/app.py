@@ -51,6 +51,7 @@ from .detector import DETECTORS, DetectorUnavailable
 from .pipeline import Pipeline, PipelineConfig
 from .runtime import RuntimeUnavailable
 from .sources import Backoff, ReconnectingSource, SourceError, make_source
+from .tracking import SMOOTHING
 from .worker import Update, Worker
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ DEFAULTS = {
     "source": "android" if platform == "android" else "0",
     "threads": "0",
     "detector": "blazeface",
-    "smoothing": "0.6",
+    "smoothing": str(SMOOTHING),
     "rotation": "90" if platform == "android" else "0",  # back camera, portrait
     "snapshot_dir": "",
 }

@@ -19,7 +19,7 @@ from .bundle import Bundle
 from .classifier import EmotionClassifier
 from .detector import DETECTORS, Detection, make_detector
 from .preprocess import Box, ImageError, crop_face
-from .tracking import UNCERTAIN, FaceTracker, TrackerConfig
+from .tracking import SMOOTHING, UNCERTAIN, FaceTracker, TrackerConfig
 
 STAGES = ("detect", "crop", "classify", "post", "total")
 
@@ -111,7 +111,7 @@ class PipelineConfig:
     detector: str = "blazeface"
     max_faces: int = 5
     detect_width: int | None = 320
-    smoothing: float = 0.6
+    smoothing: float = SMOOTHING
     threshold: float = 0.4
     hysteresis: float = 0.1
     min_face: int = 24

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from affectlite.errors import AffectliteError, EnvironmentProblem, InputError
+from affectlite.options import add_bundle
 
 from .bundle import load_bundle
 from .detector import DETECTORS
@@ -73,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="picamera2, android, a webcam index (0, 1, …), a video file or a folder of images",
     )
-    parser.add_argument("--bundle", required=True, type=Path, help="the model bundle folder")
+    add_bundle(parser)
     parser.add_argument(
         "--jsonl", type=Path, help="write the JSON lines to this file (default: standard output)"
     )

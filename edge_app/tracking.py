@@ -20,6 +20,10 @@ from .preprocess import Box
 UNCERTAIN = "uncertain"
 
 
+SMOOTHING = 0.6
+"""Default weight of the past in the per-face moving average (tracker, pipeline, app)."""
+
+
 @dataclass(frozen=True)
 class TrackerConfig:
     """Tracking and smoothing settings.
@@ -33,7 +37,7 @@ class TrackerConfig:
         max_missed: frames a track survives without a matching detection.
     """
 
-    smoothing: float = 0.6
+    smoothing: float = SMOOTHING
     threshold: float = 0.4
     hysteresis: float = 0.1
     iou_threshold: float = 0.3

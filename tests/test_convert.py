@@ -328,8 +328,8 @@ def test_debugger_ranks_layers_and_float_layers_stay_float(model, train_data, va
 
 def test_fit_temperature_cli(model_file, dataset, tmp_path):
     out = tmp_path / "temperature"
-    assert main(["calibrate", "--fit-temperature", str(model_file), "--data", str(dataset),
-                 "--format", "folder", "--out", str(out)]) == 0  # fmt: skip
+    assert main(["calibrate", "--fit-temperature", "--model", str(model_file),
+                 "--data", str(dataset), "--format", "folder", "--out", str(out)]) == 0  # fmt: skip
     result = json.loads((out / "temperature.json").read_text())
     assert result["n"] == 192 and result["temperature"] > 0
     assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"

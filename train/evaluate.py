@@ -19,8 +19,7 @@ from affectlite.options import (
     add_limit,
     add_model,
     check_paths,
-    resolve_model,
-    write_report,
+    emit_json,
 )
 from affectlite.train.metrics import classification_report
 
@@ -114,14 +113,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_paths(model=resolve_model(args.model), data=args.data)
+    check_paths(model=args.model, data=args.data)
     from affectlite.train import plots
     from affectlite.train.datasets import limit_samples, load_dataset
     from affectlite.train.pipeline import load_split
 
     index = load_dataset(args.data, args.format, args.split, ferplus_mode=args.ferplus_mode)
     index = limit_samples(index, args.limit, args.seed)
-    predictor = load_predictor(resolve_model(args.model), args.threads)
+    predictor = load_predictor(args.model, args.threads)
     split = load_split(index, predictor.input_size, predictor.crop)
     report = evaluate(predictor, split.images, split.labels)
     report["data"] = {
@@ -139,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if "note" in report:
         print(f"note: {report['note']}", file=out)
-    write_report(args.json, report)
+    emit_json(args.json, report)
     png = args.png or (
         Path(args.json).with_suffix(".png") if args.json not in (None, "-") else None
     )
