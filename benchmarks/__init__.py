@@ -1,11 +1,7 @@
 """Benchmarks: per-stage latency, memory soak and their reports.
 
-This folder is the package ``affectlite.benchmarks`` and has no other import name
-(docs/architecture.md says why).
-"""
+Imported only as ``affectlite.benchmarks`` (see :mod:`affectlite.layout`)."""
 
-if __name__ != "affectlite.benchmarks":
-    raise ImportError(
-        f"Import affectlite.benchmarks, not {__name__!r}: this folder is that package's source "
-        "(install the kit with `pip install -e .`)."
-    )
+from affectlite.layout import require_name
+
+require_name(__name__, "benchmarks")

@@ -1,11 +1,7 @@
 """Calibration: the int8 representative set and the softmax temperature.
 
-This folder is the package ``affectlite.calibration`` and has no other import name
-(docs/architecture.md says why).
-"""
+Imported only as ``affectlite.calibration`` (see :mod:`affectlite.layout`)."""
 
-if __name__ != "affectlite.calibration":
-    raise ImportError(
-        f"Import affectlite.calibration, not {__name__!r}: this folder is that package's source "
-        "(install the kit with `pip install -e .`)."
-    )
+from affectlite.layout import require_name
+
+require_name(__name__, "calibration")

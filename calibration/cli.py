@@ -97,7 +97,7 @@ def build_set(args: argparse.Namespace):
     """The representative set the arguments describe."""
     from affectlite.edge_app.bundle import load_bundle
 
-    from .representative import from_dataset, from_frames
+    from .representative import from_frames
 
     bundle = load_bundle(args.bundle) if args.bundle else None
     size = args.input_size or (bundle.input_size if bundle else DEFAULT_SIZE)
@@ -119,6 +119,14 @@ def build_set(args: argparse.Namespace):
         )
     if not (args.data and args.format):
         raise InputError("Give --data PATH --format F (training split) or --source (frames).")
+    return set_from_dataset(args, size, crop)
+
+
+def set_from_dataset(args: argparse.Namespace, size: int, crop: CropPolicy):
+    """The representative set drawn from the training split of ``--data`` (``--n``, ``--seed``);
+    ``affectlite convert`` draws its own the same way when it is given no ``--representative``."""
+    from .representative import from_dataset
+
     return from_dataset(
         args.data,
         args.format,

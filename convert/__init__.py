@@ -1,11 +1,7 @@
 """Conversion: quantize to TFLite, verify against the float model, gate, write a bundle.
 
-This folder is the package ``affectlite.convert`` and has no other import name
-(docs/architecture.md says why).
-"""
+Imported only as ``affectlite.convert`` (see :mod:`affectlite.layout`)."""
 
-if __name__ != "affectlite.convert":
-    raise ImportError(
-        f"Import affectlite.convert, not {__name__!r}: this folder is that package's source "
-        "(install the kit with `pip install -e .`)."
-    )
+from affectlite.layout import require_name
+
+require_name(__name__, "convert")

@@ -100,20 +100,13 @@ def _crop(args, run: dict[str, Any]) -> CropPolicy:
 
 
 def _representative(args, size: int, crop: CropPolicy):
-    from affectlite.calibration.representative import RepresentativeSet, from_dataset
+    from affectlite.calibration.cli import set_from_dataset
+    from affectlite.calibration.representative import RepresentativeSet
 
     if args.representative:
         return RepresentativeSet.load(args.representative)
     if args.data and args.format:
-        return from_dataset(
-            args.data,
-            args.format,
-            args.n,
-            args.seed,
-            size=size,
-            policy=crop,
-            ferplus_mode=args.ferplus_mode,
-        )
+        return set_from_dataset(args, size, crop)
     return None
 
 
