@@ -44,12 +44,13 @@ from affectlite.edge_app.preprocess import crop_face, decode_image
 from affectlite.edge_app.runtime import load_interpreter
 from affectlite.edge_app.sources import FrameSource
 from affectlite.errors import InputError
+from affectlite.schemas import BENCH_VERSION, BenchDocument
 
 from . import macs as macs_module
 from . import system
 
 SCHEMA = "affectlite-bench"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = BENCH_VERSION
 STAT_KEYS = ("min", "median", "p90", "p99", "mean", "std")
 PIPELINE_STAGES = ("detect", "crop", "classify", "post")
 STAGES = ("input", *PIPELINE_STAGES, "pipeline", "end_to_end", "classifier_only")
@@ -279,7 +280,7 @@ class BenchResult:
     ``doc`` is what ``bench.json`` holds; the attributes are shortcuts into it.
     """
 
-    doc: dict[str, Any]
+    doc: BenchDocument
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -402,7 +403,7 @@ def run_benchmark(
     entries = [_variant_entry(r, probes, probe, problems) for r in runners]
     _add_ratios(entries)
     frame_shapes = sorted({tuple(f.shape) for f in frames}) if frames else []
-    doc = {
+    doc: BenchDocument = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "created": created,

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from affectlite.files import write_figure, write_text
+from affectlite.markdown import table
 
 STACKED = ("input", "detect", "crop", "classify", "post")
 
@@ -77,11 +78,6 @@ def _load(values: list[float] | None) -> str:
 def input_label(doc: dict[str, Any]) -> str:
     """Column name of the input stage: ``decode`` (JPEG) or ``capture`` (live source)."""
     return "capture" if doc["settings"]["input_stage"]["kind"] == "source-read" else "decode"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def markdown(doc: dict[str, Any], images: list[str] | None = None) -> str:
@@ -156,7 +152,7 @@ def markdown(doc: dict[str, Any], images: list[str] | None = None) -> str:
                 _mb(v["rss_increase_bytes"]),
             ]
         )
-    lines += _table(header, rows)
+    lines += table(header, rows)
     lines += [
         "",
         f"Ratios are against `{settings['baseline']}` (end-to-end median, or classifier-only "
@@ -192,7 +188,7 @@ def _limit_section(doc: dict[str, Any]) -> list[str]:
                 "–" if fraction is None else f"{100 * fraction:.0f} %",
             ]
         )
-    lines += _table(
+    lines += table(
         [
             "variant",
             "MACs / inference",
@@ -216,7 +212,7 @@ def _limit_section(doc: dict[str, Any]) -> list[str]:
         ]
         for p in doc["probes"]
     ]
-    lines += _table(["probe", "threads", "M×K×N", "best ms", "GMAC/s", "runtime"], probe_rows)
+    lines += table(["probe", "threads", "M×K×N", "best ms", "GMAC/s", "runtime"], probe_rows)
     lines += [
         "",
         "MACs are counted from the .tflite graph (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, "

@@ -23,12 +23,19 @@ from affectlite.edge_app.pipeline import Pipeline, PipelineConfig
 from affectlite.edge_app.sources import FrameSource
 from affectlite.errors import InputError
 from affectlite.files import write_text, write_with
+from affectlite.markdown import table
 
 from . import system
 from .latency import summarize
 
 SCHEMA = "affectlite-soak"
 SCHEMA_VERSION = 1
+
+
+_SOAK_COLUMNS = (
+    "frames", "FPS", "e2e median ms", "e2e p99 ms", "RSS start MB", "RSS after 1st interval MB",
+    "RSS end MB", "growth since MB", "slope MB/min", "peak RSS MB",
+)  # fmt: skip
 
 
 def write_loop_video(frames: Sequence[np.ndarray], path: str | Path, fps: float = 15.0) -> Path:
@@ -179,24 +186,30 @@ def soak_markdown(doc: dict[str, Any]) -> str:
         f"- Bundle `{settings['bundle']}` on `{settings['source']}` for {settings['seconds']:g} s "
         f"({settings['threads'] or 'default'} threads), RSS every {settings['interval_s']:g} s",
         "",
-        "| frames | FPS | e2e median ms | e2e p99 ms | RSS start MB | RSS after 1st interval MB "
-        "| RSS end MB | growth since MB | slope MB/min | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        f"| {s['frames']} | {s['fps'] or 0:.1f} | {e2e.get('median', 0):.1f} | "
-        f"{e2e.get('p99', 0):.1f} | {mb(s['rss_start_bytes'])} | "
-        f"{mb(s['rss_after_first_interval_bytes'])} | {mb(s['rss_end_bytes'])} | "
-        f"{mb(s['growth_after_first_interval_bytes'])} | "
-        f"{'–' if slope is None else f'{slope:+.3f}'} | {mb(s['peak_rss_bytes'])} |",
-        "",
-        "| t (s) | frames | RSS MB | median ms in interval |",
-        "|---|---|---|---|",
     ]
-    for sample in doc["samples"]:
-        median = sample["median_ms"]
-        lines.append(
-            f"| {sample['t_s']:.0f} | {sample['frames']} | {mb(sample['rss_bytes'])} | "
-            f"{'–' if median is None else f'{median:.1f}'} |"
-        )
+    summary = [
+        s["frames"],
+        f"{s['fps'] or 0:.1f}",
+        f"{e2e.get('median', 0):.1f}",
+        f"{e2e.get('p99', 0):.1f}",
+        mb(s["rss_start_bytes"]),
+        mb(s["rss_after_first_interval_bytes"]),
+        mb(s["rss_end_bytes"]),
+        mb(s["growth_after_first_interval_bytes"]),
+        "–" if slope is None else f"{slope:+.3f}",
+        mb(s["peak_rss_bytes"]),
+    ]
+    lines += table(_SOAK_COLUMNS, [summary]) + [""]
+    samples = [
+        [
+            f"{sample['t_s']:.0f}",
+            sample["frames"],
+            mb(sample["rss_bytes"]),
+            "–" if sample["median_ms"] is None else f"{sample['median_ms']:.1f}",
+        ]
+        for sample in doc["samples"]
+    ]
+    lines += table(["t (s)", "frames", "RSS MB", "median ms in interval"], samples)
     return "\n".join(lines) + "\n"
 
 

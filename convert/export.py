@@ -16,10 +16,15 @@ from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.edge_app.runtime import load_interpreter
 from affectlite.files import write_json, write_text
+from affectlite.markdown import table
+from affectlite.schemas import CONVERSION_VERSION, ConversionReport
 
 from .quantization import QuantizationConfig
 
 log = logging.getLogger(__name__)
+
+
+_SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
 def _quantization(detail: dict[str, Any]) -> dict[str, float] | None:
@@ -130,15 +135,14 @@ def markdown_report(report: dict[str, Any]) -> str:
         lines += [
             f"- verified on {verification['n']} labelled images ({verification.get('data', '')})",
             "",
-            "| model | accuracy | balanced accuracy | macro-F1 |",
-            "|---|---|---|---|",
         ]
-        for name in ("float", "converted"):
-            m = verification[name]
-            lines.append(
-                f"| {name} | {m['accuracy']:.4f} | {m['balanced_accuracy']:.4f} | "
-                f"{m['macro_f1']:.4f} |"
-            )
+        lines += table(
+            ["model", "accuracy", "balanced accuracy", "macro-F1"],
+            [
+                [name, *(f"{verification[name][key]:.4f}" for key in _SCORES)]
+                for name in ("float", "converted")
+            ],
+        )
         lines += [
             "",
             f"- balanced accuracy drop: {verification['balanced_accuracy_drop_points']:.2f} points",
@@ -251,7 +255,7 @@ def convert_to_bundle(
     report_dir: str | Path | None = None,
     debug_layers: int = 0,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> ConversionReport:
     """Converts, verifies, gates, fits the temperature and writes the bundle.
 
     Args:
@@ -294,7 +298,11 @@ def convert_to_bundle(
         raise ValueError(
             f"Verification crops must be (N, {size}, {size}, 3), got {np.shape(images)}."
         )
-    report: dict[str, Any] = {"model": model.name, "quantization": config.summary()}
+    report: ConversionReport = {
+        "schema_version": CONVERSION_VERSION,
+        "model": model.name,
+        "quantization": config.summary(),
+    }
     if calibration:
         report["calibration"] = calibration
     with tempfile.TemporaryDirectory(prefix="affectlite-convert-") as work:

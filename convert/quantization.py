@@ -171,10 +171,6 @@ class QuantizationConfig:
         return cls("float16")
 
     @classmethod
-    def for_dynamic(cls) -> QuantizationConfig:
-        return cls("dynamic")
-
-    @classmethod
     def for_int8(
         cls, representative: Any, io: str = "int8", float_layers: tuple[str, ...] = ()
     ) -> QuantizationConfig:

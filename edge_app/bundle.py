@@ -27,6 +27,7 @@ from affectlite import __version__
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.errors import InputError
 from affectlite.files import atomic_dir, write_json
+from affectlite.schemas import BUNDLE_VERSION, BundleManifest
 
 from .labels import LABELS
 
@@ -145,9 +146,10 @@ def write_bundle(
     with atomic_dir(out_dir, replace=overwrite) as staging:
         for name, source in sources.items():
             shutil.copyfile(source, staging / name)
-        manifest = {
+        manifest: BundleManifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            "schema_version": BUNDLE_VERSION,
             "kit_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "labels": list(labels),

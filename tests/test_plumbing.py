@@ -149,6 +149,7 @@ def _modes(folder: Path) -> set[tuple[str, int]]:
 
 def test_a_written_bundle_is_readable_by_other_users(tiny_bundle, tmp_path):
     from affectlite.edge_app.bundle import write_bundle
+    from affectlite.schemas import BUNDLE_VERSION
 
     previous = os.umask(0o077)  # the strictest umask: modes must not depend on it
     try:
@@ -162,6 +163,7 @@ def test_a_written_bundle_is_readable_by_other_users(tiny_bundle, tmp_path):
         os.umask(previous)
     assert _modes(bundle.path) == {("folder", 0o755), ("file", 0o644)}
     assert len(list(bundle.path.iterdir())) == 3
+    assert bundle.manifest["schema_version"] == BUNDLE_VERSION
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no staging folder left
 
 
@@ -177,3 +179,36 @@ def test_atomic_writes_leave_no_temporary_on_failure(tmp_path):
         write_with(tmp_path / "kept.txt", fails)
     assert [p.name for p in tmp_path.iterdir()] == ["kept.txt"]
     assert (tmp_path / "kept.txt").read_text() == "old"
+
+
+def test_evaluate_reports_carry_their_schema_version(tiny_bundle):
+    import numpy as np
+
+    from affectlite.schemas import METRICS_VERSION
+    from affectlite.train.evaluate import evaluate, load_predictor
+
+    labels = np.arange(8).repeat(2)
+    images = np.random.default_rng(1).integers(0, 256, (len(labels), 32, 32, 3), np.uint8)
+    report = evaluate(load_predictor(tiny_bundle.path, num_threads=1), images, labels)
+    assert report["schema_version"] == METRICS_VERSION and report["n"] == 16
+
+
+def test_one_markdown_table_builder():
+    from affectlite.markdown import table
+
+    lines = table(["class", "train"], [["happy", "1,204"], ["sad", 7]], right=[1])
+    assert lines == ["| class | train |", "|---|---:|", "| happy | 1,204 |", "| sad | 7 |"]
+    with pytest.raises(ValueError, match="2 columns"):
+        table(["a", "b"], [["only one"]])
+
+
+def test_training_restores_the_precision_policy():
+    import keras
+
+    from affectlite.train.trainer import precision_policy
+
+    before = keras.mixed_precision.global_policy().name
+    with pytest.raises(KeyboardInterrupt), precision_policy("on") as policy:
+        assert policy == "mixed_float16" == keras.mixed_precision.global_policy().name
+        raise KeyboardInterrupt  # an interrupted run restores it too
+    assert keras.mixed_precision.global_policy().name == before

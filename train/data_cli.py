@@ -16,6 +16,7 @@ import numpy as np
 
 from affectlite.edge_app.preprocess import CropPolicy, ImageError
 from affectlite.errors import InputError
+from affectlite.markdown import table
 from affectlite.options import HelpFormatter, add_json, emit_json
 from affectlite.train.datasets import (
     FERPLUS_MODES,
@@ -138,19 +139,11 @@ def inspect_split(index: DatasetIndex, workers: int, progress: bool = True) -> d
 def _markdown(report: dict) -> str:
     splits = report["splits"]
     names = list(dict.fromkeys(name for s in splits.values() for name in s["counts"]))
-    lines = [
-        f"## {report['root']} ({report['format']})",
-        "",
-        "| class | " + " | ".join(splits) + " |",
-        "|---|" + "---:|" * len(splits),
-    ]
-    for name in names:
-        lines.append(
-            f"| {name} | "
-            + " | ".join(f"{s['counts'].get(name, 0):,}" for s in splits.values())
-            + " |"
-        )
-    lines.append("| **total** | " + " | ".join(f"{s['samples']:,}" for s in splits.values()) + " |")
+    rows = [[name, *(f"{s['counts'].get(name, 0):,}" for s in splits.values())] for name in names]
+    rows.append(["**total**", *(f"{s['samples']:,}" for s in splits.values())])
+    numbers = range(1, len(splits) + 1)
+    lines = [f"## {report['root']} ({report['format']})", ""]
+    lines += table(["class", *splits], rows, right=numbers)
     for split, s in splits.items():
         lines += ["", f"### {split}"]
         dropped = ", ".join(f"{reason} {n:,}" for reason, n in s["skipped_by_reason"].items())

@@ -21,6 +21,7 @@ from affectlite.options import (
     check_paths,
     emit_json,
 )
+from affectlite.schemas import METRICS_VERSION, MetricsDocument
 from affectlite.train.metrics import classification_report
 
 
@@ -88,9 +89,12 @@ def _batched(function: Callable[[np.ndarray], np.ndarray], size: int):
     return run
 
 
-def evaluate(predictor: Predictor, images: np.ndarray, labels: np.ndarray) -> dict:
+def evaluate(predictor: Predictor, images: np.ndarray, labels: np.ndarray) -> MetricsDocument:
     """Classification report of ``predictor`` on uint8 crops with integer labels."""
-    report = classification_report(labels, predictor.logits(images), LABELS)
+    report: MetricsDocument = {
+        "schema_version": METRICS_VERSION,
+        **classification_report(labels, predictor.logits(images), LABELS),
+    }
     report["model"] = predictor.name
     report["model_kind"] = predictor.kind
     missing = [label for label in LABELS if label not in report["classes_evaluated"]]

@@ -19,8 +19,9 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
@@ -30,6 +31,7 @@ import tensorflow as tf
 from affectlite.edge_app.labels import LABELS
 from affectlite.errors import InputError
 from affectlite.files import write_json, write_with
+from affectlite.schemas import METRICS_VERSION, MetricsDocument
 from affectlite.train import plots
 from affectlite.train.config import TrainConfig
 from affectlite.train.metrics import classification_report
@@ -135,14 +137,20 @@ def distribution_strategy(mode: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def set_precision(mode: str) -> str:
-    """Mixed float16 on GPUs when ``auto`` or ``on``; returns the policy name used."""
-    if mode not in ("auto", "on", "off"):
-        raise InputError(f"mixed_precision must be auto, on or off, got {mode!r}.")
+@contextmanager
+def precision_policy(mode: str) -> Iterator[str]:
+    """Sets the global Keras precision policy for one run and restores the previous one after.
+
+    Mixed float16 on GPUs when ``mode`` is ``auto`` or ``on``; yields the policy name used.
+    """
     use = mode == "on" or (mode == "auto" and tf.config.list_physical_devices("GPU"))
     policy = "mixed_float16" if use else "float32"
+    previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
-    return policy
+    try:
+        yield policy
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _compile(model: keras.Model, config: TrainConfig, peak: float, steps: int, epochs: int):
@@ -205,79 +213,87 @@ def train(
         summary = {"config": asdict(config), "data": data_summary or {}}
         write_json(run_dir / CONFIG_FILE, {**asdict(config), **summary})
     keras.utils.set_random_seed(config.seed)
-    policy = set_precision(config.mixed_precision)
-    strategy = distribution_strategy(config.distribute)
-    with strategy.scope():
-        model = build_model(config.backbone, config.input_size, config.weights, config.dropout)
-    if isinstance(train_split, Split):
-        data = train_dataset(
-            train_split,
-            config.batch_size,
-            balance=config.balance,
-            augment=config.augment,
-            seed=config.seed,
-        )
-    else:  # a folder of packed shards, streamed
-        data = packed_train_dataset(
-            str(train_split),
-            config.batch_size,
-            balance=config.balance,
-            augment=config.augment,
-            seed=config.seed,
-        )
-    steps = int(data.cardinality())
-    started = time.time()
-    with sigterm_as_interrupt():
-        for phase, first, end, peak in config.phases():
-            _run_phase(
-                model,
-                strategy,
-                config,
-                phase,
-                first,
-                end,
-                peak,
-                steps,
-                data,
-                val_split,
-                run_dir,
-                verbose,
+    with precision_policy(config.mixed_precision) as policy:
+        strategy = distribution_strategy(config.distribute)
+        with strategy.scope():
+            model = build_model(config.backbone, config.input_size, config.weights, config.dropout)
+        if isinstance(train_split, Split):
+            data = train_dataset(
+                train_split,
+                config.batch_size,
+                balance=config.balance,
+                augment=config.augment,
+                seed=config.seed,
             )
-    return _finish(run_dir, val_split, config, policy, time.time() - started)
+        else:  # a folder of packed shards, streamed
+            data = packed_train_dataset(
+                str(train_split),
+                config.batch_size,
+                balance=config.balance,
+                augment=config.augment,
+                seed=config.seed,
+            )
+        session = _Session(
+            model, strategy, config, data, int(data.cardinality()), val_split, run_dir, verbose
+        )
+        started = time.time()
+        with sigterm_as_interrupt():
+            for phase, first, end, peak in config.phases():
+                _run_phase(session, phase, first, end, peak)
+        return _finish(run_dir, val_split, config, policy, time.time() - started)
 
 
-def _run_phase(
-    model, strategy, config, phase, first, end, peak, steps, data, val, run_dir, verbose
-) -> None:
+@dataclass(frozen=True)
+class _Session:
+    """What every phase of one training run shares."""
+
+    model: keras.Model
+    strategy: tf.distribute.Strategy
+    config: TrainConfig
+    data: tf.data.Dataset
+    steps: int
+    val: Split
+    run_dir: Path
+    verbose: int
+
+
+def _run_phase(session: _Session, phase: str, first: int, end: int, peak: float) -> None:
+    """Trains epochs ``first``..``end`` of ``phase``; a phase finished before is only reloaded."""
+    model, config, run_dir = session.model, session.config, session.run_dir
     done = run_dir / f"phase-{phase}.weights.h5"
     if done.exists():
         model.load_weights(done)
         return
-    with strategy.scope():
+    with session.strategy.scope():
         _set_trainable(model, phase, config.pretrained)
-        _compile(model, config, peak, steps, end - first)
+        _compile(model, config, peak, session.steps, end - first)
     # Order matters: validation metrics join the logs before they are written, and the
     # epoch's backup is taken last, once everything about it is on disk.
     callbacks = [
-        BalancedAccuracyCheckpoint(val, config.batch_size, run_dir),
+        BalancedAccuracyCheckpoint(session.val, config.batch_size, run_dir),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase), double_checkpoint=True),
     ]
     model.fit(
-        data,
+        session.data,
         epochs=end,
         initial_epoch=first,
         callbacks=callbacks,
-        verbose=verbose,
+        verbose=session.verbose,
     )
     write_with(done, model.save_weights)
 
 
-def _finish(run_dir: Path, val: Split, config: TrainConfig, policy: str, seconds: float) -> dict:
+def _finish(
+    run_dir: Path, val: Split, config: TrainConfig, policy: str, seconds: float
+) -> MetricsDocument:
     best = keras.models.load_model(run_dir / BEST_MODEL)
     logits = best.predict(eval_dataset(val.images, config.batch_size), verbose=0)
-    report = classification_report(val.labels, logits, LABELS)
+    report: MetricsDocument = {
+        "schema_version": METRICS_VERSION,
+        **classification_report(val.labels, logits, LABELS),
+    }
     report["wall_seconds_this_session"] = round(seconds, 1)
     report["precision_policy"] = policy
     report["best_epoch"] = json.loads((run_dir / "best.json").read_text())["epoch"]
