@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     gate = Gate(args.max_drop, args.min_agreement)
 
     from .converter import check_model, load_keras_model
-    from .export import convert_to_bundle
+    from .export import BundleOptions, convert_to_bundle
     from .quantization import QuantizationConfig
 
     model = load_keras_model(args.model)
@@ -153,12 +153,7 @@ def run(args: argparse.Namespace) -> int:
     description = ""
     if not args.skip_verify:
         images, labels, description = _verification(args, size, crop)
-    report = convert_to_bundle(
-        model,
-        config,
-        args.out,
-        images,
-        labels,
+    options = BundleOptions(
         gate=gate,
         force=args.force,
         temperature=args.temperature,
@@ -171,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         debug_layers=args.debug,
         overwrite=args.overwrite,
     )
+    report = convert_to_bundle(model, config, args.out, images, labels, options)
     _print_summary(report)
     return 0
 

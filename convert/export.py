@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -236,25 +237,45 @@ def accept_temperature(fit: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class BundleOptions:
+    """How :func:`convert_to_bundle` checks, records and writes a bundle.
+
+    Attributes:
+        gate: the acceptance thresholds.
+        force: write the bundle even when the gate fails.
+        temperature: a fixed softmax temperature; ``None`` fits it on the converted model's
+            logits for the verification images.
+        crop, label_names, detector, training_data: recorded in / copied into the bundle.
+        calibration: a summary of the representative set.
+        data_description: where the verification images came from, for the report.
+        report_dir: also write the report (JSON, Markdown, reliability PNG) here; it is
+            written before the gate decides, so a failed conversion leaves its numbers.
+        debug_layers: list this many worst int8 layers from the quantization debugger.
+        overwrite: replace an existing bundle.
+    """
+
+    gate: Gate = field(default_factory=Gate)
+    force: bool = False
+    temperature: float | None = None
+    crop: CropPolicy = field(default_factory=CropPolicy)
+    label_names: tuple[str, ...] = LABELS
+    detector: str | Path | None = None
+    training_data: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    data_description: str = ""
+    report_dir: str | Path | None = None
+    debug_layers: int = 0
+    overwrite: bool = False
+
+
 def convert_to_bundle(
     model,
     config: QuantizationConfig,
     out_dir: str | Path,
     images: np.ndarray | None = None,
     labels: np.ndarray | None = None,
-    *,
-    gate: Gate = Gate(),
-    force: bool = False,
-    temperature: float | None = None,
-    crop: CropPolicy = CropPolicy(),
-    label_names: tuple[str, ...] = LABELS,
-    detector: str | Path | None = None,
-    training_data: dict[str, Any] | None = None,
-    calibration: dict[str, Any] | None = None,
-    data_description: str = "",
-    report_dir: str | Path | None = None,
-    debug_layers: int = 0,
-    overwrite: bool = False,
+    options: BundleOptions | None = None,
 ) -> ConversionReport:
     """Converts, verifies, gates, fits the temperature and writes the bundle.
 
@@ -262,20 +283,10 @@ def convert_to_bundle(
         model: the float Keras model (RGB 0..255 in, logits out).
         config: the quantization.
         out_dir: the bundle folder to create; nothing is written there unless every step passes
-            (or ``force``).
+            (or ``options.force``).
         images, labels: labelled ``uint8`` crops to verify on (the validation split); without
             them the bundle is written unverified, with temperature 1 unless given.
-        gate: the acceptance thresholds.
-        force: write the bundle even when the gate fails.
-        temperature: a fixed softmax temperature; ``None`` fits it on the converted model's
-            logits for ``images``.
-        crop, label_names, detector, training_data: recorded in / copied into the bundle.
-        calibration: a summary of the representative set.
-        data_description: where ``images`` came from, for the report.
-        report_dir: also write the report (JSON, Markdown, reliability PNG) here; it is
-            written before the gate decides, so a failed conversion leaves its numbers.
-        debug_layers: list this many worst int8 layers from the quantization debugger.
-        overwrite: replace an existing bundle.
+        options: gate, temperature, what the bundle records, report folder (defaults if None).
 
     Returns:
         The report: every measured number, plus ``bundle`` (its path).
@@ -287,6 +298,13 @@ def convert_to_bundle(
     """
     from .converter import check_model, convert_model, quantization_errors
     from .verify import converted_logits
+
+    options = options or BundleOptions()
+    gate, force, temperature = options.gate, options.force, options.temperature
+    crop, label_names, detector = options.crop, options.label_names, options.detector
+    training_data, calibration = options.training_data, options.calibration
+    data_description, report_dir = options.data_description, options.report_dir
+    debug_layers, overwrite = options.debug_layers, options.overwrite
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:

@@ -25,7 +25,7 @@ from affectlite.convert.converter import (
     quantization_errors,
     resolve_layers,
 )
-from affectlite.convert.export import convert_to_bundle
+from affectlite.convert.export import BundleOptions, convert_to_bundle
 from affectlite.convert.quantization import CalibrationDataError, QuantizationConfig
 from affectlite.convert.verify import Gate, GateError, verify
 from affectlite.edge_app.bundle import load_bundle
@@ -151,9 +151,8 @@ def test_int8_bundle_passes_the_gate_and_runs_without_tensorflow(
 ):
     images, labels = val_data
     config = QuantizationConfig.for_int8(train_data[0][:64], io="int8")
-    report = convert_to_bundle(
-        model, config, tmp_path / "bundle", images, labels, report_dir=tmp_path / "report"
-    )
+    options = BundleOptions(report_dir=tmp_path / "report")
+    report = convert_to_bundle(model, config, tmp_path / "bundle", images, labels, options)
 
     verification = report["verification"]
     assert report["gate"]["passed"], report["gate"]
@@ -200,8 +199,8 @@ def test_wrongly_scaled_calibration_fails_the_gate(model, train_data, val_data, 
     with pytest.raises(
         GateError, match=r"balanced accuracy .*drop [0-9.]+ points > 1 allowed"
     ) as info:
-        convert_to_bundle(model, broken, tmp_path / "bundle", images, labels,
-                          report_dir=tmp_path / "report")  # fmt: skip
+        options = BundleOptions(report_dir=tmp_path / "report")
+        convert_to_bundle(model, broken, tmp_path / "bundle", images, labels, options)
     assert info.value.report["agreement"] < 0.5
     assert not (tmp_path / "bundle").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
