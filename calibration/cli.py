@@ -85,6 +85,17 @@ def _frames(source, max_frames: int) -> Iterator[np.ndarray]:
             yield frame
 
 
+def _check_detector(detector: str) -> None:
+    from affectlite.edge_app.detector import DETECTORS
+
+    if detector.endswith(".tflite"):
+        check_paths(detector=detector)
+    elif detector not in DETECTORS:
+        raise InputError(
+            f"--detector {detector!r} is not known; choose {', '.join(DETECTORS)} or a .tflite."
+        )
+
+
 def _detector(args, bundle):
     from affectlite.edge_app.detector import FaceDetector, make_detector
 
@@ -168,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     check_positive(n=args.n, every=args.every, max_frames=args.max_frames)
     check_paths(data=args.data, bundle=args.bundle, model=args.model)
+    _check_detector(args.detector)
     if args.fit_temperature != (args.model is not None):
         raise InputError("--fit-temperature and --model go together (the model to calibrate).")
     if args.fit_temperature:

@@ -212,3 +212,13 @@ def test_training_restores_the_precision_policy():
         assert policy == "mixed_float16" == keras.mixed_precision.global_policy().name
         raise KeyboardInterrupt  # an interrupted run restores it too
     assert keras.mixed_precision.global_policy().name == before
+
+
+def test_calibrate_refuses_an_unknown_detector_before_reading_frames(tmp_path, capsys):
+    from affectlite.cli import main
+
+    out = tmp_path / "set"
+    args = ["calibrate", "--source", str(tmp_path), "--detector", "blaze", "--out", str(out)]
+    assert main(args) == 2
+    assert "--detector 'blaze' is not known" in capsys.readouterr().err
+    assert not out.exists()
