@@ -16,9 +16,11 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 from affectlite import __version__
 from affectlite.errors import AffectliteError
+from affectlite.options import HelpFormatter
 from affectlite.quiet import VERBOSE_ENV, quiet_tensorflow
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,14 +50,16 @@ def _overview() -> str:
         f"usage: affectlite [--verbose] <command> [options]\n\naffectlite {__version__}: "
         f"on-device facial emotion recognition.\n\ncommands:\n{rows}\n\n"
         "Run `affectlite <command> --help` for a command's options. --verbose shows the "
-        "TensorFlow/LiteRT log lines that are hidden by default."
+        "TensorFlow/LiteRT log lines that are hidden by default and the traceback behind an "
+        "error."
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one subcommand and returns its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--verbose"]:
+    verbose = bool(argv) and argv[0] == "--verbose"
+    if verbose:
         argv = argv[1:]
         os.environ[VERBOSE_ENV] = "1"
     quiet_tensorflow()
@@ -84,13 +88,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"affectlite {name}: this stage is not built yet.", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog=f"affectlite {name}", description=text)
+    parser = argparse.ArgumentParser(
+        prog=f"affectlite {name}",
+        description=text,
+        formatter_class=HelpFormatter,
+    )
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
     except AffectliteError as error:
-        print(f"affectlite {name}: {error}", file=sys.stderr)
+        # The one place a domain error becomes its exit code; anything else is a bug and
+        # keeps its traceback.
+        if verbose:
+            traceback.print_exc()
+        action = getattr(args, "action", None)  # `data inspect`, `data pack`
+        prog = f"affectlite {name}" + (f" {action}" if action else "")
+        print(f"{prog}: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print(f"affectlite {name}: interrupted.", file=sys.stderr)

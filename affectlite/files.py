@@ -26,11 +26,13 @@ def atomic_path(path: str | Path, mode: int = FILE_MODE) -> Iterator[Path]:
     """Yields a temporary path beside ``path``; renames it onto ``path`` if the block succeeds.
 
     For writers that want a file name (``model.save``, ``np.savez``, ``cv2.imwrite``). The
-    temporary keeps ``path``'s suffix, since some writers choose the format by it.
+    temporary keeps ``path``'s suffixes (``.weights.h5``), since some writers choose the format
+    by them.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    suffix = "".join(path.suffixes)
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(handle)
     tmp = Path(name)
     try:
@@ -98,3 +100,13 @@ def atomic_dir(path: str | Path, replace: bool = False) -> Iterator[Path]:
             shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_figure(path: str | Path, figure: Any, **savefig_options: Any) -> Path:
+    """Saves a matplotlib ``figure`` atomically (format by the suffix), then closes it."""
+    import matplotlib.pyplot as plt  # only the callers that draw need matplotlib
+
+    try:
+        return write_with(path, lambda tmp: figure.savefig(tmp, **savefig_options))
+    finally:
+        plt.close(figure)

@@ -4,7 +4,7 @@ Examples::
 
     affectlite bench --bundle bundles/int8 --bundle bundles/float32 --threads 1,2,4
     affectlite bench --bundle bundles/int8 --reference mobilenet_v2.tflite --runs 200
-    affectlite bench --bundle bundles/int8 --source clip.mp4 --json > bench.json
+    affectlite bench --bundle bundles/int8 --source clip.mp4 --json - > bench.json
     affectlite bench --bundle bundles/int8 --soak 600
 
 Results go to ``benchmarks/results/<host>-<date>/`` (``bench.json``, ``bench.md``, PNG plots)
@@ -14,16 +14,15 @@ unless ``--out`` says otherwise. Runs without TensorFlow.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from affectlite.edge_app.bundle import BundleError
-from affectlite.edge_app.detector import DetectorUnavailable
-from affectlite.edge_app.runtime import RuntimeUnavailable, default_threads
+from affectlite.edge_app.runtime import default_threads
 from affectlite.edge_app.sources import SourceError, open_source
+from affectlite.errors import InputError
+from affectlite.options import add_bundle, add_json, check_paths, emit_json
 
 from . import system
 from .latency import make_variants, run_benchmark, sample_frames
@@ -77,14 +76,7 @@ def _positive(kind: type):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--bundle",
-        action="append",
-        type=Path,
-        default=[],
-        help="a bundle folder to measure (repeat for several; the first is the "
-        "baseline of the ratios)",
-    )
+    add_bundle(parser, repeatable=True)
     parser.add_argument(
         "--reference",
         action="append",
@@ -98,8 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"interpreter thread counts, comma-separated (default: {default_threads()} here)",
     )
-    parser.add_argument("--runs", type=_positive(int), default=50, help="timed rounds (50)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first (5)")
+    parser.add_argument("--runs", type=_positive(int), default=50, help="timed rounds")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first")
     parser.add_argument(
         "--source",
         help="read frames from a camera (0, picamera2), video file "
@@ -109,22 +101,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--frame-size",
         type=parse_size,
         default=(640, 480),
-        help="size of the built-in frames, WIDTHxHEIGHT (640x480)",
+        help="size of the built-in frames, WIDTHxHEIGHT",
     )
     parser.add_argument(
         "--frames",
         type=_positive(int),
         default=6,
-        help="number of built-in frames, used in turn (6)",
+        help="number of built-in frames, used in turn",
     )
     parser.add_argument(
         "--out", type=Path, help="output folder (default: benchmarks/results/<host>-<date>)"
     )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print bench.json to standard output instead of the table",
-    )
+    add_json(parser, "bench.json (or soak.json) also")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument(
         "--no-probe", action="store_true", help="skip the MAC count and the peak probes"
@@ -140,7 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--soak-interval",
         type=_positive(float),
         default=10.0,
-        help="seconds between memory samples in --soak (10)",
+        help="seconds between memory samples in --soak",
     )
 
 
@@ -207,8 +195,8 @@ def _bench(args: argparse.Namespace, threads: list[int]) -> int:
     out_dir = args.out or default_out_dir()
     paths = write_report(result, out_dir, plots=not args.no_plots)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=1))
-    else:
+        emit_json(args.json, result.to_dict())
+    if args.json != "-":
         print(markdown(result.to_dict()))
     for name, path in paths.items():
         print(f"{name}: {path}", file=sys.stderr)
@@ -217,7 +205,7 @@ def _bench(args: argparse.Namespace, threads: list[int]) -> int:
 
 def _soak(args: argparse.Namespace, threads: list[int]) -> int:
     if len(args.bundle) != 1 or len(threads) != 1 or args.reference:
-        raise ValueError(
+        raise InputError(
             f"--soak runs one bundle at one thread count; got {len(args.bundle)} bundles, "
             f"{len(args.reference)} references and threads {threads}."
         )
@@ -243,7 +231,10 @@ def _soak(args: argparse.Namespace, threads: list[int]) -> int:
             f"{args.frame_size[0]}×{args.frame_size[1]}"
         )
     paths = write_soak_report(doc, out_dir, plots=not args.no_plots)
-    print(json.dumps(doc, indent=1) if args.json else paths["markdown"].read_text())
+    if args.json:
+        emit_json(args.json, doc)
+    if args.json != "-":
+        print(paths["markdown"].read_text())
     for name, path in paths.items():
         print(f"{name}: {path}", file=sys.stderr)
     return 0
@@ -252,23 +243,11 @@ def _soak(args: argparse.Namespace, threads: list[int]) -> int:
 def run(args: argparse.Namespace) -> int:
     threads = args.threads or [default_threads()]
     if not args.bundle and not args.reference:
-        print("affectlite bench: give at least one --bundle or --reference.", file=sys.stderr)
-        return 2
+        raise InputError("give at least one --bundle or --reference.")
     if args.source and not args.bundle:
-        print("affectlite bench: --source feeds bundles; add a --bundle.", file=sys.stderr)
-        return 2
+        raise InputError("--source feeds bundles; add a --bundle.")
     if args.warmup < 0:
-        print(f"affectlite bench: --warmup must be >= 0, got {args.warmup}.", file=sys.stderr)
-        return 2
-    try:
-        return _soak(args, threads) if args.soak else _bench(args, threads)
-    except (
-        BundleError,
-        FileNotFoundError,
-        ValueError,
-        SourceError,
-        RuntimeUnavailable,
-        DetectorUnavailable,
-    ) as error:
-        print(f"affectlite bench: {error}", file=sys.stderr)
-        return 2
+        raise InputError(f"--warmup must be >= 0, got {args.warmup}.")
+    for reference in args.reference:
+        check_paths(reference=reference)
+    return _soak(args, threads) if args.soak else _bench(args, threads)

@@ -43,12 +43,14 @@ from affectlite.edge_app.pipeline import Pipeline, PipelineConfig
 from affectlite.edge_app.preprocess import crop_face, decode_image
 from affectlite.edge_app.runtime import load_interpreter
 from affectlite.edge_app.sources import FrameSource
+from affectlite.errors import InputError
+from affectlite.schemas import BENCH_VERSION, BenchDocument
 
 from . import macs as macs_module
 from . import system
 
 SCHEMA = "affectlite-bench"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = BENCH_VERSION
 STAT_KEYS = ("min", "median", "p90", "p99", "mean", "std")
 PIPELINE_STAGES = ("detect", "crop", "classify", "post")
 STAGES = ("input", *PIPELINE_STAGES, "pipeline", "end_to_end", "classifier_only")
@@ -278,7 +280,7 @@ class BenchResult:
     ``doc`` is what ``bench.json`` holds; the attributes are shortcuts into it.
     """
 
-    doc: dict[str, Any]
+    doc: BenchDocument
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -370,15 +372,15 @@ def run_benchmark(
             frames when a bundle variant is given.
     """
     if not variants:
-        raise ValueError("Give at least one bundle or reference model to measure.")
+        raise InputError("Give at least one bundle or reference model to measure.")
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
-        raise ValueError(f"Variant names must be unique, got {names}.")
+        raise InputError(f"Variant names must be unique, got {names}.")
     if runs < 1 or warmup < 0:
-        raise ValueError(f"Need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}.")
+        raise InputError(f"Need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}.")
     needs_frames = any(v.kind == "bundle" for v in variants)
     if needs_frames and not frames:
-        raise ValueError("Bundle variants need at least one frame.")
+        raise InputError("Bundle variants need at least one frame.")
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     host = system.host_facts()
     temperature_start, load_start = system.cpu_temperature_c(), system.load_average()
@@ -401,7 +403,7 @@ def run_benchmark(
     entries = [_variant_entry(r, probes, probe, problems) for r in runners]
     _add_ratios(entries)
     frame_shapes = sorted({tuple(f.shape) for f in frames}) if frames else []
-    doc = {
+    doc: BenchDocument = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "created": created,
@@ -500,7 +502,7 @@ def sample_frames(
 
     width, height = size
     if width < 64 or height < 64:
-        raise ValueError(f"Frame size must be at least 64×64, got {width}×{height}.")
+        raise InputError(f"Frame size must be at least 64×64, got {width}×{height}.")
     rng = np.random.default_rng(seed)
     side = min(width, height)
     size_range = (max(16, side // 6), int(side * 0.42))

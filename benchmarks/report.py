@@ -34,24 +34,13 @@ matplotlib; without it the JSON and Markdown are still written and the report sa
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from affectlite.files import write_figure, write_text
+from affectlite.markdown import table
+
 STACKED = ("input", "detect", "crop", "classify", "post")
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Writes ``text`` to ``path`` atomically (a temporary sibling, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(text)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _ms(value: float | None) -> str:
@@ -89,11 +78,6 @@ def _load(values: list[float] | None) -> str:
 def input_label(doc: dict[str, Any]) -> str:
     """Column name of the input stage: ``decode`` (JPEG) or ``capture`` (live source)."""
     return "capture" if doc["settings"]["input_stage"]["kind"] == "source-read" else "decode"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def markdown(doc: dict[str, Any], images: list[str] | None = None) -> str:
@@ -168,7 +152,7 @@ def markdown(doc: dict[str, Any], images: list[str] | None = None) -> str:
                 _mb(v["rss_increase_bytes"]),
             ]
         )
-    lines += _table(header, rows)
+    lines += table(header, rows)
     lines += [
         "",
         f"Ratios are against `{settings['baseline']}` (end-to-end median, or classifier-only "
@@ -204,7 +188,7 @@ def _limit_section(doc: dict[str, Any]) -> list[str]:
                 "–" if fraction is None else f"{100 * fraction:.0f} %",
             ]
         )
-    lines += _table(
+    lines += table(
         [
             "variant",
             "MACs / inference",
@@ -228,7 +212,7 @@ def _limit_section(doc: dict[str, Any]) -> list[str]:
         ]
         for p in doc["probes"]
     ]
-    lines += _table(["probe", "threads", "M×K×N", "best ms", "GMAC/s", "runtime"], probe_rows)
+    lines += table(["probe", "threads", "M×K×N", "best ms", "GMAC/s", "runtime"], probe_rows)
     lines += [
         "",
         "MACs are counted from the .tflite graph (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, "
@@ -271,16 +255,7 @@ def write_plots(doc: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
 
 def save_figure(plt, fig, path: Path) -> Path:
     """Saves a matplotlib figure as PNG atomically and closes it."""
-    temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    try:
-        fig.savefig(temp, dpi=120, bbox_inches="tight")
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
-    return path
+    return write_figure(path, fig, dpi=120, bbox_inches="tight")
 
 
 def _stages_figure(plt, doc: dict[str, Any], bundles: list[dict[str, Any]]):

@@ -9,8 +9,6 @@ slope over every sample after the first interval, in MB per minute.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,13 +21,21 @@ from affectlite import __version__
 from affectlite.edge_app.bundle import load_bundle
 from affectlite.edge_app.pipeline import Pipeline, PipelineConfig
 from affectlite.edge_app.sources import FrameSource
+from affectlite.errors import InputError
+from affectlite.files import write_text, write_with
+from affectlite.markdown import table
 
 from . import system
 from .latency import summarize
-from .report import write_text
 
 SCHEMA = "affectlite-soak"
 SCHEMA_VERSION = 1
+
+
+_SOAK_COLUMNS = (
+    "frames", "FPS", "e2e median ms", "e2e p99 ms", "RSS start MB", "RSS after 1st interval MB",
+    "RSS end MB", "growth since MB", "slope MB/min", "peak RSS MB",
+)  # fmt: skip
 
 
 def write_loop_video(frames: Sequence[np.ndarray], path: str | Path, fps: float = 15.0) -> Path:
@@ -41,27 +47,23 @@ def write_loop_video(frames: Sequence[np.ndarray], path: str | Path, fps: float 
     if not frames:
         raise ValueError("Need at least one frame to write a video.")
     height, width = frames[0].shape[:2]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".avi", dir=path.parent)
-    os.close(handle)
-    writer = cv2.VideoWriter(temp, cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    try:
-        if not writer.isOpened():
-            raise ValueError(f"OpenCV {cv2.__version__} cannot write MJPEG video to {path}.")
-        for index, frame in enumerate(frames):
-            if frame.shape[:2] != (height, width):
-                raise ValueError(
-                    f"Frame {index} is {frame.shape[1]}×{frame.shape[0]}; the video is "
-                    f"{width}×{height}."
-                )
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        writer.release()
-        os.replace(temp, path)
-    finally:
-        writer.release()
-        Path(temp).unlink(missing_ok=True)
-    return path
+
+    def write(temp: Path) -> None:
+        writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+        try:
+            if not writer.isOpened():
+                raise ValueError(f"OpenCV {cv2.__version__} cannot write MJPEG video to {path}.")
+            for index, frame in enumerate(frames):
+                if frame.shape[:2] != (height, width):
+                    raise ValueError(
+                        f"Frame {index} is {frame.shape[1]}×{frame.shape[0]}; the video is "
+                        f"{width}×{height}."
+                    )
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+
+    return write_with(path, write)
 
 
 def run_soak(
@@ -89,7 +91,7 @@ def run_soak(
         ValueError: for non-positive durations, or a source that ends.
     """
     if seconds <= 0 or interval <= 0:
-        raise ValueError(f"Need seconds > 0 and interval > 0, got {seconds} and {interval}.")
+        raise InputError(f"Need seconds > 0 and interval > 0, got {seconds} and {interval}.")
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     pipeline = Pipeline(load_bundle(bundle), PipelineConfig(num_threads=threads))
     rss_start = system.current_rss_bytes()
@@ -119,7 +121,7 @@ def run_soak(
         mark = time.perf_counter()
         frame = source.read()
         if frame is None:
-            raise ValueError(
+            raise InputError(
                 f"{source.name} ended after {len(latencies)} frames; soak needs a "
                 "looping source (a video file or folder is looped by the CLI)."
             )
@@ -184,24 +186,30 @@ def soak_markdown(doc: dict[str, Any]) -> str:
         f"- Bundle `{settings['bundle']}` on `{settings['source']}` for {settings['seconds']:g} s "
         f"({settings['threads'] or 'default'} threads), RSS every {settings['interval_s']:g} s",
         "",
-        "| frames | FPS | e2e median ms | e2e p99 ms | RSS start MB | RSS after 1st interval MB "
-        "| RSS end MB | growth since MB | slope MB/min | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        f"| {s['frames']} | {s['fps'] or 0:.1f} | {e2e.get('median', 0):.1f} | "
-        f"{e2e.get('p99', 0):.1f} | {mb(s['rss_start_bytes'])} | "
-        f"{mb(s['rss_after_first_interval_bytes'])} | {mb(s['rss_end_bytes'])} | "
-        f"{mb(s['growth_after_first_interval_bytes'])} | "
-        f"{'–' if slope is None else f'{slope:+.3f}'} | {mb(s['peak_rss_bytes'])} |",
-        "",
-        "| t (s) | frames | RSS MB | median ms in interval |",
-        "|---|---|---|---|",
     ]
-    for sample in doc["samples"]:
-        median = sample["median_ms"]
-        lines.append(
-            f"| {sample['t_s']:.0f} | {sample['frames']} | {mb(sample['rss_bytes'])} | "
-            f"{'–' if median is None else f'{median:.1f}'} |"
-        )
+    summary = [
+        s["frames"],
+        f"{s['fps'] or 0:.1f}",
+        f"{e2e.get('median', 0):.1f}",
+        f"{e2e.get('p99', 0):.1f}",
+        mb(s["rss_start_bytes"]),
+        mb(s["rss_after_first_interval_bytes"]),
+        mb(s["rss_end_bytes"]),
+        mb(s["growth_after_first_interval_bytes"]),
+        "–" if slope is None else f"{slope:+.3f}",
+        mb(s["peak_rss_bytes"]),
+    ]
+    lines += table(_SOAK_COLUMNS, [summary]) + [""]
+    samples = [
+        [
+            f"{sample['t_s']:.0f}",
+            sample["frames"],
+            mb(sample["rss_bytes"]),
+            "–" if sample["median_ms"] is None else f"{sample['median_ms']:.1f}",
+        ]
+        for sample in doc["samples"]
+    ]
+    lines += table(["t (s)", "frames", "RSS MB", "median ms in interval"], samples)
     return "\n".join(lines) + "\n"
 
 

@@ -12,7 +12,8 @@ or from the device's own camera domain (faces found by BlazeFace in the frames):
 
 Temperature, on a labelled split (default ``val``) of a model, ``.tflite`` or bundle::
 
-    affectlite calibrate --fit-temperature best.keras --data data/ferplus --format ferplus --out t/
+    affectlite calibrate --fit-temperature --model best.keras --data data/ferplus --format ferplus \
+        --out t/
 
 Exit status: 0 written, 2 bad input (missing data or model, no face found, existing output).
 """
@@ -20,32 +21,37 @@ Exit status: 0 written, 2 bad input (missing data or model, no face found, exist
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from affectlite.edge_app.preprocess import CropPolicy
+from affectlite.errors import InputError
+from affectlite.files import write_json
+from affectlite.options import (
+    add_dataset,
+    add_model,
+    bundle_path,
+    check_new_folder,
+    check_paths,
+    check_positive,
+)
 
 DEFAULT_SIZE = 112
-EXIT_INPUT = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Exit status: 0 written, 2 bad input."
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    parser.add_argument("--data", type=Path, help="dataset root (its train split is drawn from)")
-    parser.add_argument("--format", help="dataset format, e.g. ferplus, fer2013, affectnet, folder")
-    parser.add_argument("--ferplus-mode", default="majority")
+    add_dataset(parser, split_help="labelled split for --fit-temperature (the set uses train)")
     parser.add_argument(
         "--source", help="frames instead of a dataset: webcam index, video, folder, picamera2"
     )
     parser.add_argument(
-        "--bundle", type=Path, help="take detector, input size and crop from this bundle"
+        "--bundle", type=bundle_path, help="take detector, input size and crop from this bundle"
     )
     parser.add_argument(
         "--detector", default="blazeface", help="blazeface, haar or a BlazeFace .tflite"
@@ -64,11 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--fit-temperature",
-        type=Path,
-        metavar="MODEL",
-        help="fit the softmax temperature of a .keras, .tflite or bundle instead",
+        action="store_true",
+        help="fit the softmax temperature of --model on --split instead",
     )
-    parser.add_argument("--split", default="val", help="labelled split for --fit-temperature")
+    add_model(parser, required=False)
 
 
 def _frames(source, max_frames: int) -> Iterator[np.ndarray]:
@@ -78,6 +83,17 @@ def _frames(source, max_frames: int) -> Iterator[np.ndarray]:
             if frame is None:
                 return
             yield frame
+
+
+def _check_detector(detector: str) -> None:
+    from affectlite.edge_app.detector import DETECTORS
+
+    if detector.endswith(".tflite"):
+        check_paths(detector=detector)
+    elif detector not in DETECTORS:
+        raise InputError(
+            f"--detector {detector!r} is not known; choose {', '.join(DETECTORS)} or a .tflite."
+        )
 
 
 def _detector(args, bundle):
@@ -92,7 +108,7 @@ def build_set(args: argparse.Namespace):
     """The representative set the arguments describe."""
     from affectlite.edge_app.bundle import load_bundle
 
-    from .representative import from_dataset, from_frames
+    from .representative import from_frames
 
     bundle = load_bundle(args.bundle) if args.bundle else None
     size = args.input_size or (bundle.input_size if bundle else DEFAULT_SIZE)
@@ -113,7 +129,15 @@ def build_set(args: argparse.Namespace):
             source=source.name,
         )
     if not (args.data and args.format):
-        raise ValueError("Give --data PATH --format F (training split) or --source (frames).")
+        raise InputError("Give --data PATH --format F (training split) or --source (frames).")
+    return set_from_dataset(args, size, crop)
+
+
+def set_from_dataset(args: argparse.Namespace, size: int, crop: CropPolicy):
+    """The representative set drawn from the training split of ``--data`` (``--n``, ``--seed``);
+    ``affectlite convert`` draws its own the same way when it is given no ``--representative``."""
+    from .representative import from_dataset
+
     return from_dataset(
         args.data,
         args.format,
@@ -135,52 +159,39 @@ def fit_temperature_files(args: argparse.Namespace) -> dict:
     from .temperature import calibrate_temperature, reliability_diagram
 
     if not (args.data and args.format):
-        raise ValueError("--fit-temperature needs labelled data: --data PATH --format F.")
-    predictor = load_predictor(args.fit_temperature)
+        raise InputError("--fit-temperature needs labelled data: --data PATH --format F.")
+    predictor = load_predictor(args.model)
     index = load_dataset(args.data, args.format, args.split, ferplus_mode=args.ferplus_mode)
     split = load_split(index, predictor.input_size, predictor.crop)
     logits = predictor.logits(split.images)
     fit = calibrate_temperature(logits, split.labels)
     result = {
         **fit.to_dict(),
-        "model": str(args.fit_temperature),
+        "model": str(args.model),
         "data": f"{args.format}:{args.data} ({args.split})",
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    temporary = args.out / ".temperature.json.tmp"
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    temporary.replace(args.out / "temperature.json")
+    write_json(args.out / "temperature.json", result)
     reliability_diagram(logits, split.labels, fit.temperature, args.out / "reliability.png")
     return result
 
 
 def run(args: argparse.Namespace) -> int:
-    from affectlite.edge_app.detector import DetectorUnavailable
-    from affectlite.edge_app.sources import SourceError
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.n < 1 or args.every < 1 or args.max_frames < 1:
-            raise ValueError(
-                f"--n, --every and --max-frames must be ≥ 1, got {args.n}, "
-                f"{args.every}, {args.max_frames}."
-            )
-        if args.fit_temperature:
-            result = fit_temperature_files(args)
-            print(
-                f"temperature {result['temperature']:.4f}: ECE {result['ece_before']:.4f} → "
-                f"{result['ece_after']:.4f} on {result['n']} images; written to {args.out}"
-            )
-            return 0
-        if args.out.exists() and not args.overwrite:
-            raise ValueError(
-                f"{args.out} already exists; choose another --out or pass --overwrite."
-            )
-        representative = build_set(args)
-        representative.save(args.out, overwrite=args.overwrite)
-    except (FileNotFoundError, ValueError, SourceError, DetectorUnavailable) as error:
-        print(f"affectlite calibrate: {error}", file=sys.stderr)
-        return EXIT_INPUT
+    check_positive(n=args.n, every=args.every, max_frames=args.max_frames)
+    check_paths(data=args.data, bundle=args.bundle, model=args.model)
+    _check_detector(args.detector)
+    if args.fit_temperature != (args.model is not None):
+        raise InputError("--fit-temperature and --model go together (the model to calibrate).")
+    if args.fit_temperature:
+        result = fit_temperature_files(args)
+        print(
+            f"temperature {result['temperature']:.4f}: ECE {result['ece_before']:.4f} → "
+            f"{result['ece_after']:.4f} on {result['n']} images; written to {args.out}"
+        )
+        return 0
+    check_new_folder(args.out, args.overwrite)
+    representative = build_set(args)
+    representative.save(args.out, overwrite=args.overwrite)
     counts = ", ".join(f"{k} {v}" for k, v in representative.counts().items())
     print(f"{len(representative)} crops of {representative.input_size} px ({counts}) → {args.out}")
     return 0

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +26,8 @@ import numpy as np
 from affectlite.edge_app.bundle import sha256_file
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy, ImageError, crop_face
+from affectlite.errors import InputError
+from affectlite.files import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ HELD_OUT_SPLITS = ("val", "test")
 """Splits whose images must never be calibration data."""
 
 
-class RepresentativeError(ValueError):
+class RepresentativeError(InputError):
     """A representative set is missing, empty, mis-shaped, altered or overlaps held-out data."""
 
 
@@ -119,9 +118,7 @@ class RepresentativeSet:
             raise RepresentativeError(
                 f"{folder} already exists; choose another folder or overwrite."
             )
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+        with atomic_dir(folder, replace=overwrite) as staging:
             np.savez_compressed(
                 staging / IMAGES_FILE,
                 images=self.images,
@@ -132,13 +129,7 @@ class RepresentativeSet:
                 **self.manifest(),
                 "files": {IMAGES_FILE: sha256_file(staging / IMAGES_FILE)},
             }
-            (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(staging, folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            write_json(staging / MANIFEST_FILE, manifest)
         log.info("Saved %d representative crops to %s", len(self), folder)
         return folder
 
@@ -249,7 +240,7 @@ def build_representative(
     if ids is None:
         ids = [s.id for s in items] if samples else [str(i) for i in range(len(items))]
     if n < 1:
-        raise ValueError(f"The representative set size must be at least 1, got {n}.")
+        raise InputError(f"The representative set size must be at least 1, got {n}.")
     labels, ids = np.asarray(labels, dtype=np.int64), [str(i) for i in ids]
     if not len(items) == len(labels) == len(ids):
         raise ValueError(
@@ -365,7 +356,7 @@ def from_frames(
         RepresentativeError: if no face was found.
     """
     if every < 1 or faces_per_frame < 1:
-        raise ValueError(f"every and faces_per_frame must be ≥ 1, got {every}, {faces_per_frame}.")
+        raise InputError(f"every and faces_per_frame must be ≥ 1, got {every}, {faces_per_frame}.")
     crops, ids, seen, with_face = [], [], 0, 0
     for index, frame in enumerate(frames):
         if len(crops) >= n:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from affectlite.edge_app.classifier import softmax
+from affectlite.errors import InputError
+from affectlite.files import write_figure
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 """Search range for ``T``; a fit at either end means the logits carry no usable confidence."""
@@ -50,7 +52,7 @@ def _check(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
             f"{labels.shape}."
         )
     if len(labels) < 2:
-        raise ValueError(
+        raise InputError(
             f"Temperature fitting needs at least 2 labelled examples, got {len(labels)}."
         )
     if labels.min() < 0 or labels.max() >= logits.shape[1]:
@@ -159,10 +161,4 @@ def reliability_diagram(
         axis.legend(loc="upper left")
     axes[0].set_ylabel("accuracy")
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
-    temporary.replace(path)
-    return path
+    return write_figure(path, figure, format="png", dpi=100)

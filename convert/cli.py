@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,11 @@ import numpy as np
 
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
+from affectlite.errors import InputError
+from affectlite.options import LIMIT_HELP, add_dataset, check_new_folder, check_paths
 
 from .quantization import FLOAT_LAYER_IO, MODES, check_options
 
-EXIT_CONVERSION, EXIT_INPUT, EXIT_GATE = 1, 2, 3
 _IO_TYPES = tuple(dict.fromkeys(io for spec in MODES.values() for io in spec.io_types))
 
 
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"Modes: {modes}. --float-layers needs io {'|'.join(FLOAT_LAYER_IO)}. Exit status: 0 "
         "bundle written, 1 conversion failed, 2 bad input, 3 gate failed."
     )
-    parser.add_argument("model", type=Path, help="the trained Keras model (.keras)")
+    parser.add_argument("--model", type=Path, required=True, help="the trained Keras model")
     parser.add_argument("--mode", default="int8", help=f"one of {', '.join(MODES)} (default int8)")
     parser.add_argument(
         "--io", help=f"input/output type: {', '.join(_IO_TYPES)} (default: mode's first)"
@@ -44,25 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--representative", type=Path, help="representative set from `affectlite calibrate`"
     )
-    data.add_argument(
-        "--data", type=Path, help="dataset root (verification; representative set if none given)"
-    )
-    data.add_argument(
-        "--format", help="dataset format, e.g. ferplus, fer2013, affectnet, rafdb, folder"
-    )
-    data.add_argument("--ferplus-mode", default="majority")
-    data.add_argument(
-        "--verify-split", default="val", help="labelled split to verify on (default val)"
-    )
+    add_dataset(parser, split_help="labelled split to verify on (its train split calibrates)")
     data.add_argument(
         "--holdout",
         type=float,
         default=0.0,
         metavar="FRACTION",
         help="verify on the seeded FRACTION of the train split that `affectlite train --holdout` "
-        "held out (same --seed), keeping --verify-split unseen",
+        "held out (same --seed), keeping --split unseen",
     )
-    data.add_argument("--verify-limit", type=int, default=0, help="verify on N random images")
+    data.add_argument("--limit", type=int, default=0, help="verify on " + LIMIT_HELP[4:])
     data.add_argument(
         "--n", type=int, default=300, help="representative images drawn from --data train"
     )
@@ -73,8 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--logit-adjust",
         action="store_true",
         help="fold a logit adjustment for rare classes into the model, its strength chosen on "
-        "the verification split against the training run's class counts (see "
-        "calibration/prior.py)",
+        "the verification data against the training run's class counts (calibration/prior.py)",
     )
     checks = parser.add_argument_group("gate and diagnostics")
     checks.add_argument(
@@ -126,40 +116,30 @@ def _crop(args, run: dict[str, Any]) -> CropPolicy:
 
 
 def _representative(args, size: int, crop: CropPolicy):
-    from affectlite.calibration.representative import RepresentativeSet, from_dataset
+    from affectlite.calibration.cli import set_from_dataset
+    from affectlite.calibration.representative import RepresentativeSet
 
     if args.representative:
         return RepresentativeSet.load(args.representative)
     if args.data and args.format:
-        return from_dataset(
-            args.data,
-            args.format,
-            args.n,
-            args.seed,
-            size=size,
-            policy=crop,
-            ferplus_mode=args.ferplus_mode,
-        )
+        return set_from_dataset(args, size, crop)
     return None
 
 
 def _verification(args, size: int, crop: CropPolicy):
-    from affectlite.train.datasets import load_dataset, split_holdout
+    from affectlite.train.datasets import limit_samples, load_dataset, split_holdout
     from affectlite.train.pipeline import load_split
 
     if args.holdout:
         train = load_dataset(args.data, args.format, "train", ferplus_mode=args.ferplus_mode)
         index = split_holdout(train, args.holdout, args.seed)[1]
-        args.verify_split = f"holdout {args.holdout} of train, seed {args.seed}"
+        name = f"holdout {args.holdout} of train, seed {args.seed}"
     else:
-        index = load_dataset(
-            args.data, args.format, args.verify_split, ferplus_mode=args.ferplus_mode
-        )
-    if args.verify_limit and args.verify_limit < len(index.samples):
-        keep = np.random.default_rng(args.seed).permutation(len(index.samples))[: args.verify_limit]
-        index.samples = [index.samples[i] for i in np.sort(keep)]
+        index = load_dataset(args.data, args.format, args.split, ferplus_mode=args.ferplus_mode)
+        name = args.split
+    index = limit_samples(index, args.limit, args.seed)
     split = load_split(index, size, crop)
-    return split.images, split.labels, f"{args.format}:{args.data} ({args.verify_split})"
+    return split.images, split.labels, f"{args.format}:{args.data} ({name})"
 
 
 def _adjust(model, run_info: dict[str, Any], images, labels) -> dict[str, Any]:
@@ -168,7 +148,7 @@ def _adjust(model, run_info: dict[str, Any], images, labels) -> dict[str, Any]:
 
     counts = run_info.get("data", {}).get("train_counts")
     if images is None or not isinstance(counts, dict):
-        raise ValueError(
+        raise InputError(
             "--logit-adjust needs verification data and the training run's config.json "
             "(with train_counts) beside the model."
         )
@@ -181,73 +161,57 @@ def _adjust(model, run_info: dict[str, Any], images, labels) -> dict[str, Any]:
     return adjustment.to_dict()
 
 
-def _fail(code: int, message: str) -> int:
-    print(f"affectlite convert: {message}", file=sys.stderr)
-    return code
-
-
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     float_layers = tuple(name.strip() for name in args.float_layers.split(",") if name.strip())
-    try:
-        io = check_options(args.mode, args.io, float_layers)
-        if args.out.exists() and not args.overwrite:
-            raise ValueError(
-                f"{args.out} already exists; choose another --out or pass --overwrite."
-            )
-        if not args.skip_verify and not (args.data and args.format):
-            raise ValueError("verification needs --data PATH --format F (or pass --skip-verify).")
-        if args.temperature is not None and args.temperature <= 0:
-            raise ValueError(f"--temperature must be positive, got {args.temperature}.")
-    except ValueError as error:
-        return _fail(EXIT_INPUT, str(error))
-    from affectlite.edge_app.detector import DetectorUnavailable
+    io = check_options(args.mode, args.io, float_layers)
+    check_paths(
+        model=args.model,
+        representative=args.representative,
+        data=args.data,
+        detector=args.detector,
+    )
+    check_new_folder(args.out, args.overwrite)
+    if not args.skip_verify and not (args.data and args.format):
+        raise InputError("verification needs --data PATH --format F (or pass --skip-verify).")
+    if args.temperature is not None and args.temperature <= 0:
+        raise InputError(f"--temperature must be positive, got {args.temperature}.")
+    from .verify import Gate
+
+    gate = Gate(args.max_drop, args.min_agreement)
+
     from affectlite.train.provenance import command_line
 
-    from .converter import ConversionError, check_model, load_keras_model
-    from .export import convert_to_bundle
+    from .converter import check_model, load_keras_model
+    from .export import BundleOptions, convert_to_bundle
     from .quantization import QuantizationConfig
-    from .verify import Gate, GateError
 
-    try:
-        gate = Gate(args.max_drop, args.min_agreement)
-        model = load_keras_model(args.model)
-        size = check_model(model, LABELS)
-        run_info = {**_training_run(args.model), "conversion_command": command_line()}
-        crop = _crop(args, run_info)
-        representative = _representative(args, size, crop) if args.mode == "int8" else None
-        config = QuantizationConfig.from_options(args.mode, io, representative, float_layers)
-        images = labels = None
-        description = ""
-        if not args.skip_verify:
-            images, labels, description = _verification(args, size, crop)
-        if args.logit_adjust:
-            run_info["logit_adjustment"] = _adjust(model, run_info, images, labels)
-        report = convert_to_bundle(
-            model,
-            config,
-            args.out,
-            images,
-            labels,
-            gate=gate,
-            force=args.force,
-            temperature=args.temperature,
-            crop=crop,
-            detector=args.detector,
-            training_data=run_info,
-            calibration=representative.summary() if representative is not None else None,
-            data_description=description,
-            report_dir=args.report or args.out.with_name(f"{args.out.name}-report"),
-            debug_layers=args.debug,
-            overwrite=args.overwrite,
-        )
-    except GateError as error:
-        return _fail(EXIT_GATE, str(error))
-    except ConversionError as error:
-        return _fail(EXIT_CONVERSION, str(error))
-    except (FileNotFoundError, ValueError, DetectorUnavailable) as error:
-        # ValueError covers BundleError, RepresentativeError, CalibrationDataError, DatasetError.
-        return _fail(EXIT_INPUT, str(error))
+    model = load_keras_model(args.model)
+    size = check_model(model, LABELS)
+    run_info = {**_training_run(args.model), "conversion_command": command_line()}
+    crop = _crop(args, run_info)
+    representative = _representative(args, size, crop) if args.mode == "int8" else None
+    config = QuantizationConfig.from_options(args.mode, io, representative, float_layers)
+    images = labels = None
+    description = ""
+    if not args.skip_verify:
+        images, labels, description = _verification(args, size, crop)
+    if args.logit_adjust:
+        run_info["logit_adjustment"] = _adjust(model, run_info, images, labels)
+    options = BundleOptions(
+        gate=gate,
+        force=args.force,
+        temperature=args.temperature,
+        crop=crop,
+        detector=args.detector,
+        training_data=run_info,
+        calibration=representative.summary() if representative is not None else None,
+        data_description=description,
+        report_dir=args.report or args.out.with_name(f"{args.out.name}-report"),
+        debug_layers=args.debug,
+        overwrite=args.overwrite,
+    )
+    report = convert_to_bundle(model, config, args.out, images, labels, options)
     _print_summary(report)
     return 0
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,6 +20,8 @@ import numpy as np
 
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.runtime import load_interpreter
+from affectlite.errors import AffectliteError, InputError
+from affectlite.files import write_bytes
 
 from .quantization import QuantizationConfig, check_input_size
 
@@ -32,11 +32,11 @@ _UNSUPPORTED_OP = re.compile(r"""'tf\.(\w+)' op is neither a custom op nor a fle
 _OP_LOCATION = re.compile(r'fused\["(\w+):", "([^"@]+)@')
 
 
-class ConversionError(RuntimeError):
+class ConversionError(AffectliteError, RuntimeError):
     """The model could not be converted to a TFLite model the device can run."""
 
 
-class UnknownLayerError(ValueError):
+class UnknownLayerError(InputError):
     """A ``--float-layers`` name matches no quantized layer."""
 
 
@@ -53,20 +53,20 @@ def load_keras_model(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Model not found: {path} (expected a .keras file from training).")
+        raise InputError(f"Model not found: {path} (expected a .keras file from training).")
     if path.suffix not in (".keras", ".h5"):
-        raise ValueError(f"{path}: expected a Keras model file ending in .keras (or .h5).")
+        raise InputError(f"{path}: expected a Keras model file ending in .keras (or .h5).")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises ValueError, OSError or zipfile errors.
-        raise ValueError(f"{path}: not a loadable Keras model ({error}).") from error
+        raise InputError(f"{path}: not a loadable Keras model ({error}).") from error
 
 
 def model_input_size(model) -> int:
     """The square input side of an image model taking ``(N, S, S, 3)``."""
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or shape[1] is None:
-        raise ValueError(f"Expected a model input of shape (N, S, S, 3), got {shape}.")
+        raise InputError(f"Expected a model input of shape (N, S, S, 3), got {shape}.")
     return int(shape[1])
 
 
@@ -79,24 +79,11 @@ def check_model(model, labels: tuple[str, ...] = LABELS) -> int:
     size = model_input_size(model)
     outputs = tuple(model.output_shape)
     if outputs[-1] != len(labels):
-        raise ValueError(
+        raise InputError(
             f"Model {model.name!r} outputs {outputs[-1]} classes but the label set has "
             f"{len(labels)} ({', '.join(labels)}); convert a model trained on these labels."
         )
     return size
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _converter(model, workdir: Path, config: QuantizationConfig):
@@ -153,7 +140,7 @@ def convert_model(model, config: QuantizationConfig, workdir: str | Path) -> Pat
         raise
     except Exception as error:  # The converter raises ConverterError, ValueError, RuntimeError.
         raise ConversionError(_explain(error)) from error
-    path = _write_atomic(workdir / TFLITE_FILE, data)
+    path = write_bytes(workdir / TFLITE_FILE, data)
     log.info(
         "Converted (%s, io %s) in %.1f s: %s, %.2f MB",
         config.mode,
@@ -259,7 +246,7 @@ def quantization_errors(model, config: QuantizationConfig, workdir: str | Path) 
     every layer side by side on the representative images.
     """
     if config.mode != "int8":
-        raise ValueError(f"Per-layer quantization error applies to mode int8, not {config.mode}.")
+        raise InputError(f"Per-layer quantization error applies to mode int8, not {config.mode}.")
     start = time.perf_counter()
     errors = _layer_errors(_debugger(_converter(model, Path(workdir), config), config))
     log.info("Quantization debugger: %d layers in %.1f s", len(errors), time.perf_counter() - start)

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from affectlite.convert.verify import Gate
 from affectlite.edge_app.bundle import Bundle, BundleError, write_bundle
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.edge_app.runtime import load_interpreter
+from affectlite.files import write_json, write_text
+from affectlite.markdown import table
+from affectlite.schemas import CONVERSION_VERSION, ConversionReport
 
 from .quantization import QuantizationConfig
-from .verify import Gate
 
 log = logging.getLogger(__name__)
+
+
+_SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
 def _quantization(detail: dict[str, Any]) -> dict[str, float] | None:
@@ -114,12 +120,6 @@ def export_bundle(
     return bundle
 
 
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
-
-
 def markdown_report(report: dict[str, Any]) -> str:
     """A short human summary of a conversion report."""
     lines = [
@@ -136,15 +136,14 @@ def markdown_report(report: dict[str, Any]) -> str:
         lines += [
             f"- verified on {verification['n']} labelled images ({verification.get('data', '')})",
             "",
-            "| model | accuracy | balanced accuracy | macro-F1 |",
-            "|---|---|---|---|",
         ]
-        for name in ("float", "converted"):
-            m = verification[name]
-            lines.append(
-                f"| {name} | {m['accuracy']:.4f} | {m['balanced_accuracy']:.4f} | "
-                f"{m['macro_f1']:.4f} |"
-            )
+        lines += table(
+            ["model", "accuracy", "balanced accuracy", "macro-F1"],
+            [
+                [name, *(f"{verification[name][key]:.4f}" for key in _SCORES)]
+                for name in ("float", "converted")
+            ],
+        )
         lines += [
             "",
             f"- balanced accuracy drop: {verification['balanced_accuracy_drop_points']:.2f} points",
@@ -191,8 +190,8 @@ def write_report(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_text(folder / "conversion.json", json.dumps(report, indent=2) + "\n")
-    _write_text(folder / "conversion.md", markdown_report(report))
+    write_json(folder / "conversion.json", report)
+    write_text(folder / "conversion.md", markdown_report(report))
     fit = report.get("temperature", {})
     if fit.get("fitted") and logits is not None and labels is not None:
         reliability_diagram(logits, labels, fit["temperature"], folder / "reliability.png")
@@ -238,46 +237,56 @@ def accept_temperature(fit: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class BundleOptions:
+    """How :func:`convert_to_bundle` checks, records and writes a bundle.
+
+    Attributes:
+        gate: the acceptance thresholds.
+        force: write the bundle even when the gate fails.
+        temperature: a fixed softmax temperature; ``None`` fits it on the converted model's
+            logits for the verification images.
+        crop, label_names, detector, training_data: recorded in / copied into the bundle.
+        calibration: a summary of the representative set.
+        data_description: where the verification images came from, for the report.
+        report_dir: also write the report (JSON, Markdown, reliability PNG) here; it is
+            written before the gate decides, so a failed conversion leaves its numbers.
+        debug_layers: list this many worst int8 layers from the quantization debugger.
+        overwrite: replace an existing bundle.
+    """
+
+    gate: Gate = field(default_factory=Gate)
+    force: bool = False
+    temperature: float | None = None
+    crop: CropPolicy = field(default_factory=CropPolicy)
+    label_names: tuple[str, ...] = LABELS
+    detector: str | Path | None = None
+    training_data: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    data_description: str = ""
+    report_dir: str | Path | None = None
+    debug_layers: int = 0
+    overwrite: bool = False
+
+
 def convert_to_bundle(
     model,
     config: QuantizationConfig,
     out_dir: str | Path,
     images: np.ndarray | None = None,
     labels: np.ndarray | None = None,
-    *,
-    gate: Gate = Gate(),
-    force: bool = False,
-    temperature: float | None = None,
-    crop: CropPolicy = CropPolicy(),
-    label_names: tuple[str, ...] = LABELS,
-    detector: str | Path | None = None,
-    training_data: dict[str, Any] | None = None,
-    calibration: dict[str, Any] | None = None,
-    data_description: str = "",
-    report_dir: str | Path | None = None,
-    debug_layers: int = 0,
-    overwrite: bool = False,
-) -> dict[str, Any]:
+    options: BundleOptions | None = None,
+) -> ConversionReport:
     """Converts, verifies, gates, fits the temperature and writes the bundle.
 
     Args:
         model: the float Keras model (RGB 0..255 in, logits out).
         config: the quantization.
         out_dir: the bundle folder to create; nothing is written there unless every step passes
-            (or ``force``).
+            (or ``options.force``).
         images, labels: labelled ``uint8`` crops to verify on (the validation split); without
             them the bundle is written unverified, with temperature 1 unless given.
-        gate: the acceptance thresholds.
-        force: write the bundle even when the gate fails.
-        temperature: a fixed softmax temperature; ``None`` fits it on the converted model's
-            logits for ``images``.
-        crop, label_names, detector, training_data: recorded in / copied into the bundle.
-        calibration: a summary of the representative set.
-        data_description: where ``images`` came from, for the report.
-        report_dir: also write the report (JSON, Markdown, reliability PNG) here; it is
-            written before the gate decides, so a failed conversion leaves its numbers.
-        debug_layers: list this many worst int8 layers from the quantization debugger.
-        overwrite: replace an existing bundle.
+        options: gate, temperature, what the bundle records, report folder (defaults if None).
 
     Returns:
         The report: every measured number, plus ``bundle`` (its path).
@@ -290,6 +299,13 @@ def convert_to_bundle(
     from .converter import check_model, convert_model, quantization_errors
     from .verify import converted_logits
 
+    options = options or BundleOptions()
+    gate, force, temperature = options.gate, options.force, options.temperature
+    crop, label_names, detector = options.crop, options.label_names, options.detector
+    training_data, calibration = options.training_data, options.calibration
+    data_description, report_dir = options.data_description, options.report_dir
+    debug_layers, overwrite = options.debug_layers, options.overwrite
+
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise BundleError(f"{out_dir} already exists; choose another --out or pass --overwrite.")
@@ -300,7 +316,11 @@ def convert_to_bundle(
         raise ValueError(
             f"Verification crops must be (N, {size}, {size}, 3), got {np.shape(images)}."
         )
-    report: dict[str, Any] = {"model": model.name, "quantization": config.summary()}
+    report: ConversionReport = {
+        "schema_version": CONVERSION_VERSION,
+        "model": model.name,
+        "quantization": config.summary(),
+    }
     if calibration:
         report["calibration"] = calibration
     with tempfile.TemporaryDirectory(prefix="affectlite-convert-") as work:

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from affectlite.errors import InputError
+
 log = logging.getLogger(__name__)
 
 MIN_CALIBRATION_IMAGES = 16
@@ -48,7 +50,7 @@ FLOAT_LAYER_IO = ("int8", "float32")
 """Input/output types possible when some layers are kept in float (the debugger's path)."""
 
 
-class CalibrationDataError(ValueError):
+class CalibrationDataError(InputError):
     """The representative (calibration) data is empty, too small or mis-shaped."""
 
 
@@ -111,7 +113,7 @@ def check_input_size(images: np.ndarray, input_size: int) -> None:
 
 def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
     if value not in choices:
-        raise ValueError(f"{what} {value!r} is not supported; choose from {', '.join(choices)}.")
+        raise InputError(f"{what} {value!r} is not supported; choose from {', '.join(choices)}.")
     return value
 
 
@@ -124,11 +126,11 @@ def check_options(mode: str, io: str | None = None, float_layers: tuple[str, ...
     """
     spec = MODES.get(mode)
     if spec is None:
-        raise ValueError(f"Unknown mode {mode!r}; choose from {', '.join(MODES)}.")
+        raise InputError(f"Unknown mode {mode!r}; choose from {', '.join(MODES)}.")
     io = _choice(io or spec.io_types[0], spec.io_types, f"--io for mode {mode}:")
     if float_layers:
         if mode != "int8":
-            raise ValueError(f"--float-layers applies to mode int8 only, not {mode}.")
+            raise InputError(f"--float-layers applies to mode int8 only, not {mode}.")
         _choice(io, FLOAT_LAYER_IO, "--io together with --float-layers:")
     return io
 
@@ -158,7 +160,7 @@ class QuantizationConfig:
         if MODES[self.mode].needs_representative:
             object.__setattr__(self, "representative", check_representative(representative))
         elif representative is not None:
-            raise ValueError(f"Mode {self.mode} takes no representative data; only int8 does.")
+            raise InputError(f"Mode {self.mode} takes no representative data; only int8 does.")
 
     @classmethod
     def for_float32(cls) -> QuantizationConfig:
@@ -167,10 +169,6 @@ class QuantizationConfig:
     @classmethod
     def for_float16(cls) -> QuantizationConfig:
         return cls("float16")
-
-    @classmethod
-    def for_dynamic(cls) -> QuantizationConfig:
-        return cls("dynamic")
 
     @classmethod
     def for_int8(

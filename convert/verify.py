@@ -14,12 +14,13 @@ import numpy as np
 
 from affectlite.edge_app.classifier import EmotionClassifier
 from affectlite.edge_app.labels import LABELS
+from affectlite.errors import GateRefused, InputError
 from affectlite.train.metrics import classification_report
 
 SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
-class GateError(RuntimeError):
+class GateError(GateRefused):
     """The converted model lost too much against the float model."""
 
     def __init__(self, message: str, report: dict[str, Any]) -> None:
@@ -41,9 +42,9 @@ class Gate:
 
     def __post_init__(self) -> None:
         if self.max_drop < 0:
-            raise ValueError(f"max_drop must be ≥ 0 points, got {self.max_drop}.")
+            raise InputError(f"max_drop must be ≥ 0 points, got {self.max_drop}.")
         if not 0.0 <= self.min_agreement <= 1.0:
-            raise ValueError(f"min_agreement must lie in 0..1, got {self.min_agreement}.")
+            raise InputError(f"min_agreement must lie in 0..1, got {self.min_agreement}.")
 
     def failures(self, report: dict[str, Any]) -> list[str]:
         """Why ``report`` (from :func:`compare_logits`) fails, in words; empty if it passes."""

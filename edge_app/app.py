@@ -18,7 +18,6 @@ import argparse
 import configparser
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from affectlite.errors import InputError
+from affectlite.files import write_bytes
 from affectlite.quiet import verbose
 
 from .bundle import BundleError, load_bundle, resolve_bundle
 from .detector import DETECTORS
 from .sources import Backoff, ReconnectingSource, make_source
+from .tracking import SMOOTHING
 
 # What Kivy's ``platform`` says, without importing Kivy (python-for-android sets these).
 ANDROID = "ANDROID_ARGUMENT" in os.environ or hasattr(sys, "getandroidapilevel")
@@ -44,7 +46,7 @@ DEFAULTS = {
     "source": "android" if ANDROID else "0",
     "threads": "0",
     "detector": "blazeface",
-    "smoothing": "0.6",
+    "smoothing": str(SMOOTHING),
     "rotation": "90" if ANDROID else "0",  # back camera, portrait
     "snapshot_dir": "",
 }
@@ -117,15 +119,15 @@ class Settings:
             threads = int(values["threads"])
             smoothing = float(values["smoothing"])
         except ValueError as error:
-            raise ValueError(
+            raise InputError(
                 f"Settings: threads must be an integer and smoothing a number ({error})."
             ) from error
         if threads < 0:
-            raise ValueError(f"Settings: threads must be 0 (automatic) or more, got {threads}.")
+            raise InputError(f"Settings: threads must be 0 (automatic) or more, got {threads}.")
         if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"Settings: smoothing must be in [0, 1), got {smoothing}.")
+            raise InputError(f"Settings: smoothing must be in [0, 1), got {smoothing}.")
         if values["rotation"] not in ROTATIONS:
-            raise ValueError(
+            raise InputError(
                 f"Settings: rotation must be one of {ROTATIONS}, got {values['rotation']!r}."
             )
         return cls(
@@ -152,15 +154,7 @@ def save_snapshot(frame_rgb: np.ndarray, folder: str | Path) -> Path:
     now = time.time()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now % 1 * 1000):03d}"
     target = folder / f"affectlite-{stamp}.png"
-    handle, temp = tempfile.mkstemp(prefix=".snapshot-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(encoded.tobytes())
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_bytes(target, encoded.tobytes())
 
 
 def open_frame_source(settings: Settings) -> Any:
@@ -224,20 +218,15 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = None
     if args.threads is not None and args.threads < 1:
-        problem = f"--threads must be at least 1, got {args.threads}"
-    elif args.smoothing is not None and not 0.0 <= args.smoothing < 1.0:
-        problem = f"--smoothing must be in [0, 1), got {args.smoothing}"
-    if problem:
-        print(f"affectlite app: {problem}.", file=sys.stderr)
-        return 2
+        raise InputError(f"--threads must be at least 1, got {args.threads}.")
+    if args.smoothing is not None and not 0.0 <= args.smoothing < 1.0:
+        raise InputError(f"--smoothing must be in [0, 1), got {args.smoothing}.")
     bundle = resolve_bundle(args.bundle or saved_setting("bundle"))
     try:
         load_bundle(bundle)  # before Kivy: a missing bundle is one line, not a window
     except BundleError as error:
-        print(f"affectlite app: {error} Pass --bundle with a bundle folder.", file=sys.stderr)
-        return 2
+        raise InputError(f"{error} Pass --bundle with a bundle folder.") from error
     # The affectlite CLI owns the command line; Kivy's start-up lines wait for --verbose.
     os.environ.setdefault("KIVY_NO_ARGS", "1")
     if not verbose():
@@ -252,6 +241,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for a packaged app (Android's ``main.py``): ``affectlite app`` options."""
-    parser = argparse.ArgumentParser(prog="affectlite app", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from affectlite.cli import main as dispatch
+
+    return dispatch(["app", *(sys.argv[1:] if argv is None else argv)])

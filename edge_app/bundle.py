@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from affectlite import __version__
+from affectlite.edge_app.preprocess import CropPolicy
+from affectlite.errors import InputError
+from affectlite.files import atomic_dir, write_json
+from affectlite.schemas import BUNDLE_VERSION, BundleManifest
 
 from .labels import LABELS
-from .preprocess import CropPolicy
 
 MANIFEST = "bundle.json"
 CLASSIFIER_FILE = "classifier.tflite"
@@ -42,7 +43,7 @@ DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
 ``predict``, ``app``, ``bench`` and ``evaluate`` use when no bundle is named."""
 
 
-class BundleError(ValueError):
+class BundleError(InputError):
     """A bundle is missing, incomplete, altered or inconsistent."""
 
 
@@ -142,14 +143,13 @@ def write_bundle(
     for source in sources.values():
         if not source.is_file():
             raise BundleError(f"Cannot bundle {source}: file not found.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir, replace=overwrite) as staging:
         for name, source in sources.items():
             shutil.copyfile(source, staging / name)
-        manifest = {
+        manifest: BundleManifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            "schema_version": BUNDLE_VERSION,
             "kit_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "labels": list(labels),
@@ -166,22 +166,8 @@ def write_bundle(
             "metrics": metrics or {},
             "files": {name: sha256_file(staging / name) for name in sources},
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _replace_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        write_json(staging / MANIFEST, manifest)
     return load_bundle(out_dir)
-
-
-def _replace_dir(staging: Path, out_dir: Path) -> None:
-    if not out_dir.exists():
-        os.replace(staging, out_dir)
-        return
-    retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    os.replace(out_dir, retired)
-    os.replace(staging, out_dir)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def load_bundle(path: str | Path) -> Bundle:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from affectlite.errors import InputError
+
 from .bundle import Bundle
 from .labels import LABELS
 from .runtime import RuntimeInfo, load_interpreter
@@ -41,7 +43,7 @@ class EmotionClassifier:
         self.batch_size = int(self._input["shape"][0])
         classes = int(self._output["shape"][-1])
         if classes != len(self.labels):
-            raise ValueError(
+            raise InputError(
                 f"Model has {classes} outputs but {len(self.labels)} labels were given."
             )
 

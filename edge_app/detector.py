@@ -24,6 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from affectlite.errors import EnvironmentProblem, InputError
+
 from .bundle import Bundle
 from .runtime import load_interpreter
 
@@ -34,7 +36,7 @@ KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ea
 DETECTORS = ("blazeface", "haar")
 
 
-class DetectorUnavailable(RuntimeError):
+class DetectorUnavailable(EnvironmentProblem):
     """The requested face detector cannot run with what is installed."""
 
 
@@ -171,11 +173,11 @@ class FaceDetector:
         max_faces: int = 5,
     ) -> None:
         if not 0.0 < score_threshold < 1.0:
-            raise ValueError(f"score_threshold must be in (0, 1), got {score_threshold}.")
+            raise InputError(f"score_threshold must be in (0, 1), got {score_threshold}.")
         if not 0.0 < nms_threshold <= 1.0:
-            raise ValueError(f"nms_threshold must be in (0, 1], got {nms_threshold}.")
+            raise InputError(f"nms_threshold must be in (0, 1], got {nms_threshold}.")
         if max_faces < 1:
-            raise ValueError(f"max_faces must be at least 1, got {max_faces}.")
+            raise InputError(f"max_faces must be at least 1, got {max_faces}.")
         self.model_path = Path(model_path)
         self.interpreter, self.runtime = load_interpreter(self.model_path, num_threads)
         self.score_threshold = score_threshold
@@ -199,7 +201,7 @@ class FaceDetector:
             or not fits
         ):
             found = [tuple(d["shape"]) for d in self.interpreter.get_output_details()]
-            raise ValueError(
+            raise InputError(
                 f"{self.model_path}: not a BlazeFace short-range model (input {shape}, outputs "
                 f"{found}; expected float32 (1, 128, 128, 3) in and {expected[16]}, "
                 f"{expected[1]} out)."
@@ -264,7 +266,7 @@ class HaarDetector:
 
     def __init__(self, max_faces: int = 5, min_size: int = 24) -> None:
         if max_faces < 1:
-            raise ValueError(f"max_faces must be at least 1, got {max_faces}.")
+            raise InputError(f"max_faces must be at least 1, got {max_faces}.")
         path = haar_cascade_path()
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
@@ -307,4 +309,4 @@ def make_detector(
         return FaceDetector(path, num_threads, score_threshold, nms_threshold, max_faces)
     if kind == "haar":
         return HaarDetector(max_faces)
-    raise ValueError(f"Unknown detector {kind!r}; choose one of {', '.join(DETECTORS)}.")
+    raise InputError(f"Unknown detector {kind!r}; choose one of {', '.join(DETECTORS)}.")

@@ -5,6 +5,8 @@ Every stage imports these: a model's output index ``i`` always means ``LABELS[i]
 
 from __future__ import annotations
 
+from affectlite.errors import InputError
+
 LABELS: tuple[str, ...] = (
     "neutral",
     "happy",
@@ -66,5 +68,5 @@ def label_index(name: str) -> int:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in LABELS:
-        raise ValueError(f"Unknown emotion label {name!r}; expected one of {', '.join(LABELS)}.")
+        raise InputError(f"Unknown emotion label {name!r}; expected one of {', '.join(LABELS)}.")
     return LABELS.index(key)

@@ -13,11 +13,13 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from affectlite.errors import InputError
+
 from .bundle import Bundle
 from .classifier import EmotionClassifier
 from .detector import DETECTORS, Detection, FaceDetector, HaarDetector, make_detector
 from .preprocess import Box, ImageError, crop_face
-from .tracking import UNCERTAIN, FaceTracker, TrackerConfig
+from .tracking import SMOOTHING, UNCERTAIN, FaceTracker, TrackerConfig
 
 STAGES = ("detect", "crop", "classify", "post", "total")
 
@@ -110,7 +112,7 @@ class PipelineConfig:
     detector: str = "blazeface"
     max_faces: int = 5
     detect_width: int | None = 320
-    smoothing: float = 0.6
+    smoothing: float = SMOOTHING
     threshold: float = 0.4
     hysteresis: float = 0.1
     min_face: int = 24
@@ -121,15 +123,15 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
-            raise ValueError(f"detector must be one of {DETECTORS}, got {self.detector!r}.")
+            raise InputError(f"detector must be one of {DETECTORS}, got {self.detector!r}.")
         if self.max_faces < 1:
-            raise ValueError(f"max_faces must be at least 1, got {self.max_faces}.")
+            raise InputError(f"max_faces must be at least 1, got {self.max_faces}.")
         if self.detect_width is not None and self.detect_width < 64:
-            raise ValueError(f"detect_width must be at least 64 or None, got {self.detect_width}.")
+            raise InputError(f"detect_width must be at least 64 or None, got {self.detect_width}.")
         if self.min_face < 1:
-            raise ValueError(f"min_face must be at least 1 pixel, got {self.min_face}.")
+            raise InputError(f"min_face must be at least 1 pixel, got {self.min_face}.")
         if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads must be at least 1, got {self.num_threads}.")
+            raise InputError(f"num_threads must be at least 1, got {self.num_threads}.")
         self.tracker_config()
 
     def tracker_config(self) -> TrackerConfig:

@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from affectlite.errors import InputError
+
 Box = tuple[float, float, float, float]
 """A face box as ``(x, y, width, height)`` in pixels of the full image."""
 
@@ -20,7 +22,7 @@ MIN_SIDE = 8
 """Images or face boxes smaller than this (pixels) carry no usable expression."""
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An image could not be decoded or has no usable pixels."""
 
 

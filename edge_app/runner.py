@@ -37,16 +37,18 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
+from affectlite.errors import AffectliteError, EnvironmentProblem, InputError
+from affectlite.options import add_bundle
+
 from .bundle import load_bundle
-from .detector import DETECTORS, DetectorUnavailable
+from .detector import DETECTORS
 from .pipeline import STAGES, FrameResult, Pipeline, PipelineConfig
-from .runtime import RuntimeUnavailable
 from .sources import Backoff, FrameSource, ReconnectingSource, SourceError, open_source
 
 WINDOW = "affectlite"
 
 
-class RunnerError(RuntimeError):
+class RunnerError(EnvironmentProblem):
     """The runner cannot start as asked."""
 
 
@@ -73,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="picamera2, android, a webcam index (0, 1, …), a video file, an image file or a "
         "folder of images (photos are classified one by one, without tracking or smoothing)",
     )
-    parser.add_argument("--bundle", required=True, type=Path, help="the model bundle folder")
+    add_bundle(parser)
     parser.add_argument(
         "--jsonl", type=Path, help="write the JSON lines to this file (default: standard output)"
     )
@@ -269,9 +271,9 @@ def run_loop(
 
 def _config(args: argparse.Namespace) -> tuple[PipelineConfig, Backoff]:
     if args.max_frames is not None and args.max_frames < 1:
-        raise ValueError(f"--max-frames must be at least 1, got {args.max_frames}.")
+        raise InputError(f"--max-frames must be at least 1, got {args.max_frames}.")
     if args.rss_every < 0:
-        raise ValueError(f"--rss-every must be >= 0, got {args.rss_every}.")
+        raise InputError(f"--rss-every must be >= 0, got {args.rss_every}.")
     config = PipelineConfig(
         num_threads=args.threads,
         detector=args.detector,
@@ -300,14 +302,10 @@ def _on_sigterm(handler: Callable[[], None]) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="affectlite run: %(message)s")
-    try:
-        config, backoff = _config(args)
-        if args.show:
-            check_display()
-        pipeline = Pipeline(load_bundle(args.bundle), config)
-    except (ValueError, RunnerError, DetectorUnavailable, RuntimeUnavailable) as error:
-        print(f"affectlite run: {error}", file=sys.stderr)
-        return 2
+    config, backoff = _config(args)
+    if args.show:
+        check_display()
+    pipeline = Pipeline(load_bundle(args.bundle), config)
     stats = RunStats()
     stop = threading.Event()
     opened: list[FrameSource] = []
@@ -328,10 +326,9 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             source = open_source(args.source, backoff=backoff, on_error=report, **options)
-        except (SourceError, ValueError) as error:
+        except AffectliteError:
             out.discard()
-            print(f"affectlite run: {error}", file=sys.stderr)
-            return 2
+            raise
         opened.append(source)
         try:
             with source:

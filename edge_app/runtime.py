@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from affectlite.errors import EnvironmentProblem, InputError
 from affectlite.quiet import native_stderr
 
 _CANDIDATES = (
@@ -26,7 +27,7 @@ _CANDIDATES = (
 )
 
 
-class RuntimeUnavailable(ImportError):
+class RuntimeUnavailable(EnvironmentProblem, ImportError):
     """No TFLite interpreter package is installed."""
 
 
@@ -98,7 +99,7 @@ def load_interpreter(
     else:
         path = Path(model)
         if not path.is_file():
-            raise FileNotFoundError(f"TFLite model not found: {path}")
+            raise InputError(f"TFLite model not found: {path}")
         kwargs = {"model_path": str(path)}
         name = str(path)
     try:
@@ -106,5 +107,5 @@ def load_interpreter(
             interpreter = interpreter_class(num_threads=threads, **kwargs)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
-        raise ValueError(f"{name}: not a loadable TFLite model ({error}).") from error
+        raise InputError(f"{name}: not a loadable TFLite model ({error}).") from error
     return interpreter, info

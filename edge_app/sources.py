@@ -24,6 +24,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from affectlite.errors import EnvironmentProblem, InputError
+
 from .preprocess import ImageError, read_image
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
-class SourceError(RuntimeError):
+class SourceError(EnvironmentProblem):
     """A source cannot be opened or has stopped delivering frames (camera lost)."""
 
 
@@ -254,7 +256,7 @@ def picamera_to_rgb(array: np.ndarray, fmt: str, width: int) -> np.ndarray:
         return np.ascontiguousarray(array[:, :width, _PICAMERA_RGB_ORDER[fmt]])
     if fmt in _PICAMERA_YUV:
         return np.ascontiguousarray(cv2.cvtColor(array, _PICAMERA_YUV[fmt])[:, :width])
-    raise ValueError(f"Unsupported picamera2 format {fmt!r}; use one of {PICAMERA_FORMATS}.")
+    raise InputError(f"Unsupported picamera2 format {fmt!r}; use one of {PICAMERA_FORMATS}.")
 
 
 class Picamera2Source(FrameSource):
@@ -289,7 +291,7 @@ class Picamera2Source(FrameSource):
     ) -> None:
         for fmt in (main_format, lores_format):
             if fmt not in PICAMERA_FORMATS:
-                raise ValueError(f"Unsupported picamera2 format {fmt!r}; use {PICAMERA_FORMATS}.")
+                raise InputError(f"Unsupported picamera2 format {fmt!r}; use {PICAMERA_FORMATS}.")
         self.main_size, self.lores_size = tuple(main_size), lores_size
         self.main_format, self.lores_format = main_format, lores_format
         self.camera_num, self.timeout = camera_num, timeout
@@ -410,7 +412,7 @@ class AndroidCameraSource(FrameSource):
         camera_class: Callable[..., Any] | None = None,
     ) -> None:
         if rotation not in _ROTATIONS:
-            raise ValueError(f"rotation must be one of {sorted(_ROTATIONS)}, got {rotation}.")
+            raise InputError(f"rotation must be one of {sorted(_ROTATIONS)}, got {rotation}.")
         self.index, self.resolution = index, tuple(resolution)
         self.rotation, self.timeout = rotation, timeout
         self.name = f"android camera {index}"
@@ -486,11 +488,11 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if self.initial <= 0 or self.maximum < self.initial:
-            raise ValueError(
+            raise InputError(
                 f"Need 0 < initial <= maximum, got initial={self.initial}, maximum={self.maximum}."
             )
         if self.max_retries is not None and self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0 or None, got {self.max_retries}.")
+            raise InputError(f"max_retries must be >= 0 or None, got {self.max_retries}.")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before reconnection attempt ``attempt`` (1-based)."""
@@ -633,7 +635,7 @@ def make_source(spec: str, **options: Any) -> FrameSource:
     accepted = set(inspect.signature(cls).parameters) - {"target", "folder", "paths"}
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"Source {spec!r} ({cls.__name__}) does not take {', '.join(unknown)}; "
             f"it takes {', '.join(sorted(accepted)) or 'no options'}."
         )

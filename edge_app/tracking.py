@@ -13,9 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from affectlite.errors import InputError
+
 from .preprocess import Box
 
 UNCERTAIN = "uncertain"
+
+
+SMOOTHING = 0.6
+"""Default weight of the past in the per-face moving average (tracker, pipeline, app)."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,7 @@ class TrackerConfig:
         max_missed: frames a track survives without a matching detection.
     """
 
-    smoothing: float = 0.6
+    smoothing: float = SMOOTHING
     threshold: float = 0.4
     hysteresis: float = 0.1
     iou_threshold: float = 0.3
@@ -47,7 +53,7 @@ class TrackerConfig:
         }
         for name, ok in checks.items():
             if not ok:
-                raise ValueError(f"Invalid tracker setting {name}={getattr(self, name)!r}.")
+                raise InputError(f"Invalid tracker setting {name}={getattr(self, name)!r}.")
 
 
 @dataclass(eq=False)

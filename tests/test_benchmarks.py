@@ -475,6 +475,7 @@ def test_cli_bench_runs_without_tensorflow(tiny_bundle, tmp_path):
             "--out",
             str(out),
             "--json",
+            "-",
         ]
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -517,6 +518,7 @@ def test_cli_soak_runs_without_tensorflow(tiny_bundle, tmp_path):
             "--out",
             str(out),
             "--json",
+            "-",
         ]
     )
     assert done.returncode == 0, done.stderr[-3000:]

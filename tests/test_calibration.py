@@ -204,7 +204,7 @@ def test_from_frames_keeps_detected_faces(photo_folder):
 
 
 def test_calibrate_cli_from_photos_and_video_makes_a_bundle(photo_folder, sample_photos, tmp_path):
-    from affectlite.convert.export import convert_to_bundle
+    from affectlite.convert.export import BundleOptions, convert_to_bundle
     from affectlite.convert.quantization import QuantizationConfig
     from affectlite.edge_app.bundle import load_bundle
 
@@ -237,7 +237,8 @@ def test_calibrate_cli_from_photos_and_video_makes_a_bundle(photo_folder, sample
     bundle_dir = tmp_path / "bundle"
     training = np.concatenate([photos.images] * 3)  # int8 needs at least 16 images
     config = QuantizationConfig.for_int8(training)
-    convert_to_bundle(_tiny_model(32), config, bundle_dir, calibration=photos.summary())
+    options = BundleOptions(calibration=photos.summary())
+    convert_to_bundle(_tiny_model(32), config, bundle_dir, options=options)
     bundle = load_bundle(bundle_dir)
     assert bundle.detector_path is not None
     assert bundle.metrics["calibration"]["frames_with_face"] == 6

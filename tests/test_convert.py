@@ -25,7 +25,7 @@ from affectlite.convert.converter import (
     quantization_errors,
     resolve_layers,
 )
-from affectlite.convert.export import convert_to_bundle
+from affectlite.convert.export import BundleOptions, convert_to_bundle
 from affectlite.convert.quantization import CalibrationDataError, QuantizationConfig
 from affectlite.convert.verify import Gate, GateError, verify
 from affectlite.edge_app.bundle import load_bundle
@@ -151,9 +151,8 @@ def test_int8_bundle_passes_the_gate_and_runs_without_tensorflow(
 ):
     images, labels = val_data
     config = QuantizationConfig.for_int8(train_data[0][:64], io="int8")
-    report = convert_to_bundle(
-        model, config, tmp_path / "bundle", images, labels, report_dir=tmp_path / "report"
-    )
+    options = BundleOptions(report_dir=tmp_path / "report")
+    report = convert_to_bundle(model, config, tmp_path / "bundle", images, labels, options)
 
     verification = report["verification"]
     assert report["gate"]["passed"], report["gate"]
@@ -200,8 +199,8 @@ def test_wrongly_scaled_calibration_fails_the_gate(model, train_data, val_data, 
     with pytest.raises(
         GateError, match=r"balanced accuracy .*drop [0-9.]+ points > 1 allowed"
     ) as info:
-        convert_to_bundle(model, broken, tmp_path / "bundle", images, labels,
-                          report_dir=tmp_path / "report")  # fmt: skip
+        options = BundleOptions(report_dir=tmp_path / "report")
+        convert_to_bundle(model, broken, tmp_path / "bundle", images, labels, options)
     assert info.value.report["agreement"] < 0.5
     assert not (tmp_path / "bundle").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
@@ -209,8 +208,8 @@ def test_wrongly_scaled_calibration_fails_the_gate(model, train_data, val_data, 
     assert saved["gate"]["passed"] is False and saved["gate"]["failures"]
 
 
-def _convert(*args: str) -> int:
-    return main(["convert", *map(str, args)])
+def _convert(model: Path, *args: str) -> int:
+    return main(["convert", "--model", str(model), *map(str, args)])
 
 
 def test_cli_converts_gates_and_forces(model_file, dataset, tmp_path, capsys):
@@ -254,7 +253,8 @@ def test_cli_rejects_bad_inputs_with_clear_errors(model_file, dataset, tmp_path,
         assert not out.exists()
         return capsys.readouterr().err
 
-    assert "Model not found: " in fails(tmp_path / "missing.keras", *data, "--out", out)
+    missing = tmp_path / "missing.keras"
+    assert f"--model {missing}: no such file" in fails(missing, *data, "--out", out)
     wrong = tmp_path / "five.keras"
     tiny_convnet(classes=5).save(wrong)
     assert "outputs 5 classes but the label set has 8" in fails(wrong, *data, "--out", out)
@@ -327,8 +327,8 @@ def test_debugger_ranks_layers_and_float_layers_stay_float(model, train_data, va
 
 def test_fit_temperature_cli(model_file, dataset, tmp_path):
     out = tmp_path / "temperature"
-    assert main(["calibrate", "--fit-temperature", str(model_file), "--data", str(dataset),
-                 "--format", "folder", "--out", str(out)]) == 0  # fmt: skip
+    assert main(["calibrate", "--fit-temperature", "--model", str(model_file),
+                 "--data", str(dataset), "--format", "folder", "--out", str(out)]) == 0  # fmt: skip
     result = json.loads((out / "temperature.json").read_text())
     assert result["n"] == 192 and result["temperature"] > 0
     assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"

@@ -79,7 +79,17 @@ def test_pack_writes_atomic_shards_that_read_back_as_the_same_crops(faces, tmp_p
     from affectlite.train.readers.packed import read_manifest
 
     out = tmp_path / "packed"
-    args = ["data", "pack", str(faces), "--format", "folder", "--out", str(out), "--size", "32"]
+    args = [
+        "data",
+        "pack",
+        str(faces),
+        "--format",
+        "folder",
+        "--out",
+        str(out),
+        "--input-size",
+        "32",
+    ]
     assert main(args + ["--shard-size", "2"]) == 0
     manifest = read_manifest(out)
     train = manifest["splits"]["train"]
@@ -124,7 +134,7 @@ def test_pack_keeps_ferplus_soft_labels(tmp_path):
         write_image(folder / name, (48, 48))
     out = tmp_path / "packed"
     args = ["data", "pack", str(tmp_path), "--format", "ferplus", "--out", str(out)]
-    assert main(args + ["--size", "24", "--ferplus-mode", "probability"]) == 0
+    assert main(args + ["--input-size", "24", "--ferplus-mode", "probability"]) == 0
     records = _records(out, "train")
     soft = dict.fromkeys(LABELS, 0.0) | {"neutral": 0.4, "sad": 0.3, "contempt": 0.3}
     np.testing.assert_allclose(records["FER2013Train/a.png"]["soft"], list(soft.values()))

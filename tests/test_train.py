@@ -267,7 +267,7 @@ def test_train_from_packed_shards_then_evaluate(face_folders, tmp_path):
             "folder",
             "--out",
             str(packed),
-            "--size",
+            "--input-size",
             "32",
             "--shard-size",
             "40",

@@ -9,13 +9,20 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
-
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
+from affectlite.errors import InputError
+from affectlite.options import LIMIT_HELP, add_dataset, check_paths
+from affectlite.train.config import (
+    BACKBONE_NAMES,
+    BALANCE_MODES,
+    DISTRIBUTE_MODES,
+    PRECISION_MODES,
+    TrainConfig,
+)
 
 _HELP = {
-    "backbone": "resnet50 (paper), mobilenetv3large or efficientnetv2b0",
+    "backbone": "resnet50 (paper), mobilenetv3large, efficientnetv2b0 or compact (from scratch)",
     "input_size": "input side in pixels: 224 as in the paper, 112 for the edge",
     "weights": "imagenet, none (from scratch) or a backbone weights .h5 path",
     "epochs": "total epochs, head warm-up included",
@@ -28,30 +35,24 @@ _HELP = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from affectlite.train.config import BALANCE_MODES, TrainConfig
+    choices = {
+        "backbone": BACKBONE_NAMES,
+        "balance": BALANCE_MODES,
+        "mixed_precision": PRECISION_MODES,
+        "distribute": DISTRIBUTE_MODES,
+    }
 
-    choices = {"balance": BALANCE_MODES}
-
-    parser.add_argument("--data", help="dataset root")
-    parser.add_argument(
-        "--format",
-        help="dataset format: affectnet, ferplus, fer2013, rafdb, folder, … or packed "
-        "(a folder from `affectlite data pack`, streamed)",
-    )
-    parser.add_argument(
-        "--ferplus-mode", default="majority", help="majority|probability|drop-unknown"
-    )
-    parser.add_argument("--val-split", default="val", help="split used for validation")
+    add_dataset(parser, split_help="split used for validation", packed=True)
     parser.add_argument(
         "--holdout",
         type=float,
         default=0.0,
         metavar="FRACTION",
         help="validate on a fixed stratified FRACTION of the training split (seeded) instead of "
-        "--val-split, which then stays unseen until a final `affectlite evaluate`",
+        "--split, which then stays unseen until a final `affectlite evaluate`",
     )
-    parser.add_argument("--limit", type=int, default=0, help="use at most N training images")
-    parser.add_argument("--val-limit", type=int, default=0, help="use at most N validation images")
+    parser.add_argument("--limit", type=int, default=0, help=LIMIT_HELP)
+    parser.add_argument("--val-limit", type=int, default=0, help="the same for validation images")
     parser.add_argument(
         "--margin", type=float, default=CropPolicy().margin, help="face crop margin"
     )
@@ -82,13 +83,11 @@ def _load(args, config, policy):
     from affectlite.train.datasets import load_dataset
     from affectlite.train.pipeline import load_split
 
-    if not args.data or not args.format:
-        raise SystemExit("affectlite train: --data and --format are required (or --resume RUN).")
     if args.format == "packed":
         from affectlite.train.pipeline import packed_split
 
-        return Path(args.data), packed_split(args.data, args.val_split)
-    from affectlite.train.datasets import split_holdout
+        return Path(args.data), packed_split(args.data, args.split)
+    from affectlite.train.datasets import limit_samples, split_holdout
 
     indexes = {}
     train_index = load_dataset(args.data, args.format, "train", ferplus_mode=args.ferplus_mode)
@@ -97,21 +96,18 @@ def _load(args, config, policy):
     else:
         indexes["train"] = train_index
         indexes["val"] = load_dataset(
-            args.data, args.format, args.val_split, ferplus_mode=args.ferplus_mode
+            args.data, args.format, args.split, ferplus_mode=args.ferplus_mode
         )
     splits = {}
     for role, index in indexes.items():
         limit = args.limit if role == "train" else args.val_limit
-        if limit and limit < len(index.samples):
-            keep = np.random.default_rng(config.seed).permutation(len(index.samples))[:limit]
-            index.samples = [index.samples[i] for i in np.sort(keep)]
+        index = limit_samples(index, limit, config.seed)
         splits[role] = load_split(index, config.input_size, policy)
     return splits["train"], splits["val"]
 
 
 def run(args: argparse.Namespace) -> int:
-    from affectlite.train.trainer import RunFolderError, TrainConfig, train
-
+    check_paths(data=args.data, resume=args.resume)
     if args.resume:
         saved = (
             json.loads((args.resume / "config.json").read_text())
@@ -119,21 +115,21 @@ def run(args: argparse.Namespace) -> int:
             else None
         )
         if saved is None:
-            print(
-                f"affectlite train: {args.resume} holds no config.json to resume.", file=sys.stderr
-            )
-            return 2
+            raise InputError(f"--resume {args.resume}: holds no config.json to resume.")
         config = TrainConfig.load(args.resume / "config.json")
         data = saved.get("data", {})
         args.data, args.format = args.data or data.get("root"), args.format or data.get("format")
         args.ferplus_mode = data.get("ferplus_mode", args.ferplus_mode)
         args.limit, args.val_limit = data.get("limit", 0), data.get("val_limit", 0)
-        args.val_split, args.margin = data.get("val_split", "val"), data.get("margin", args.margin)
+        args.split, args.margin = data.get("val_split", "val"), data.get("margin", args.margin)
         args.holdout = data.get("holdout", 0.0)
         run_dir = args.resume
     else:
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
         run_dir = args.out or Path("runs") / f"{args.format}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not args.data or not args.format:
+        raise InputError("--data and --format are required (or --resume RUN).")
+    check_paths(data=args.data)
     policy = CropPolicy(margin=args.margin)
     train_split, val_split = _load(args, config, policy)
     if args.measure_pipeline:
@@ -147,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         "root": str(args.data),
         "format": args.format,
         "ferplus_mode": args.ferplus_mode,
-        "val_split": f"holdout {args.holdout} of train" if args.holdout else args.val_split,
+        "val_split": f"holdout {args.holdout} of train" if args.holdout else args.split,
         "holdout": args.holdout,
         "limit": args.limit,
         "val_limit": args.val_limit,
@@ -166,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
     }
     source = f"{len(train_split.ids)} images" if hasattr(train_split, "ids") else train_split
     print(f"train {source}, validation {len(val_split.ids)} images → {run_dir}")
+    from affectlite.train.trainer import train
+
     try:
         report = train(
             config,
@@ -176,9 +174,6 @@ def run(args: argparse.Namespace) -> int:
             data_summary=summary,
             verbose=1 if sys.stdout.isatty() else 2,
         )
-    except RunFolderError as error:
-        print(f"affectlite train: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(
             f"\ninterrupted; the last complete epoch is saved. Continue with:\n"

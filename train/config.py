@@ -1,5 +1,8 @@
-"""Training hyper-parameters, apart from the trainer so that ``affectlite train --help`` lists
-them without importing TensorFlow."""
+"""The training run's hyper-parameters, validated on construction; no TensorFlow import.
+
+``affectlite train`` builds a :class:`TrainConfig` from its options before it reads any data, so
+a typo (``--backbone resnet5``) is refused before a dataset is decoded or a run folder written.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,20 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from affectlite.errors import InputError
+
+BACKBONE_NAMES = ("resnet50", "mobilenetv3large", "efficientnetv2b0", "compact")
+"""Backbones :func:`affectlite.train.model.build_model` builds (``compact`` is the kit's own)."""
 BALANCE_MODES = ("loss", "sqrt", "sampling", "none")
-"""How class imbalance is countered: loss weights, their square root, resampling, or not."""
+PRECISION_MODES = ("auto", "on", "off")
+DISTRIBUTE_MODES = ("auto", "none", "mirrored", "multiworker")
+MIN_INPUT_SIZE = 32
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        flag = "--" + name.replace("_", "-")
+        raise InputError(f"{flag} {value!r} is not known; choose from {', '.join(choices)}.")
 
 
 @dataclass
@@ -32,6 +47,36 @@ class TrainConfig:
     mixed_precision: str = "auto"
     distribute: str = "auto"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _choice("backbone", self.backbone, BACKBONE_NAMES)
+        _choice("balance", self.balance, BALANCE_MODES)
+        _choice("mixed_precision", self.mixed_precision, PRECISION_MODES)
+        _choice("distribute", self.distribute, DISTRIBUTE_MODES)
+        if self.input_size < MIN_INPUT_SIZE:
+            raise InputError(
+                f"--input-size must be at least {MIN_INPUT_SIZE} pixels, got {self.input_size}."
+            )
+        if self.backbone == "compact" and self.pretrained:
+            raise InputError("The compact backbone trains from scratch: use --weights none.")
+        if self.weights.lower() not in ("imagenet", "none") and not Path(self.weights).is_file():
+            raise InputError(f"--weights {self.weights}: no such weights file.")
+        counts = {"epochs": self.epochs, "batch_size": self.batch_size}
+        for name, value in counts.items():
+            if value < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
+        for name in ("head_epochs", "warmup_epochs", "weight_decay"):
+            if getattr(self, name) < 0:
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag} must be 0 or more, got {getattr(self, name)}.")
+        for name in ("learning_rate", "finetune_learning_rate"):
+            if not getattr(self, name) > 0:
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag} must be positive, got {getattr(self, name)}.")
+        for name in ("label_smoothing", "dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag} must be in [0, 1), got {getattr(self, name)}.")
 
     @property
     def pretrained(self) -> bool:

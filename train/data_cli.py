@@ -2,7 +2,7 @@
 
 ``affectlite data inspect PATH --format F [--json OUT]`` reads the labels, decodes every image
 and reports samples per class and split, dropped rows and why, unreadable images and image
-sizes. ``affectlite data pack PATH --format F --out DIR --size S`` writes each split's face
+sizes. ``affectlite data pack PATH --format F --out DIR --input-size S`` writes each split's face
 crops as sharded TFRecords (see ``affectlite.train.readers.packed``) for fast training.
 """
 
@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from affectlite.edge_app.preprocess import CropPolicy, ImageError
+from affectlite.errors import InputError
+from affectlite.markdown import table
+from affectlite.options import HelpFormatter, add_json, emit_json
 from affectlite.train.datasets import (
     FERPLUS_MODES,
     FORMATS,
@@ -37,8 +39,12 @@ _SHOWN = 5
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="{inspect,pack}")
-    inspect = actions.add_parser("inspect", help="decode every image and report what is there")
-    pack = actions.add_parser("pack", help="write face crops as sharded TFRecords")
+    inspect = actions.add_parser(
+        "inspect", help="decode every image and report what is there", formatter_class=HelpFormatter
+    )
+    pack = actions.add_parser(
+        "pack", help="write face crops as sharded TFRecords", formatter_class=HelpFormatter
+    )
     for sub in (inspect, pack):
         sub.add_argument("path", type=Path, help="dataset folder (or the FER2013 CSV file)")
         sub.add_argument("--format", required=True, choices=FORMATS, help="dataset layout")
@@ -57,9 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--workers", type=int, default=min(8, os.cpu_count() or 1), help="decoding threads"
         )
-    inspect.add_argument("--json", type=Path, help="also write the full report as JSON here")
+    add_json(inspect, "the full report also")
     pack.add_argument("--out", type=Path, required=True, help="output folder")
-    pack.add_argument("--size", type=int, default=224, help="crop side in pixels")
+    pack.add_argument("--input-size", type=int, default=224, help="crop side in pixels")
     pack.add_argument(
         "--margin",
         type=float,
@@ -133,19 +139,11 @@ def inspect_split(index: DatasetIndex, workers: int, progress: bool = True) -> d
 def _markdown(report: dict) -> str:
     splits = report["splits"]
     names = list(dict.fromkeys(name for s in splits.values() for name in s["counts"]))
-    lines = [
-        f"## {report['root']} ({report['format']})",
-        "",
-        "| class | " + " | ".join(splits) + " |",
-        "|---|" + "---:|" * len(splits),
-    ]
-    for name in names:
-        lines.append(
-            f"| {name} | "
-            + " | ".join(f"{s['counts'].get(name, 0):,}" for s in splits.values())
-            + " |"
-        )
-    lines.append("| **total** | " + " | ".join(f"{s['samples']:,}" for s in splits.values()) + " |")
+    rows = [[name, *(f"{s['counts'].get(name, 0):,}" for s in splits.values())] for name in names]
+    rows.append(["**total**", *(f"{s['samples']:,}" for s in splits.values())])
+    numbers = range(1, len(splits) + 1)
+    lines = [f"## {report['root']} ({report['format']})", ""]
+    lines += table(["class", *splits], rows, right=numbers)
     for split, s in splits.items():
         lines += ["", f"### {split}"]
         dropped = ", ".join(f"{reason} {n:,}" for reason, n in s["skipped_by_reason"].items())
@@ -169,26 +167,23 @@ def _markdown(report: dict) -> str:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from affectlite.train.readers.packed import write_json
-
     report = {
         "root": str(args.path),
         "format": args.format,
         "ferplus_mode": args.ferplus_mode if args.format == "ferplus" else None,
         "splits": {index.split: inspect_split(index, args.workers) for index in _indices(args)},
     }
-    print(_markdown(report))
-    if args.json:
-        write_json(args.json, report)
-        print(f"\nreport written to {args.json}")
+    if args.json != "-":
+        print(_markdown(report))
+    emit_json(args.json, report)
     return 0
 
 
 def _pack(args: argparse.Namespace) -> int:
     from affectlite.train.readers.packed import MANIFEST, pack_split, write_manifest
 
-    if args.size < MIN_FACE_SIDE:
-        raise ValueError(f"--size must be at least {MIN_FACE_SIDE}, got {args.size}.")
+    if args.input_size < MIN_FACE_SIDE:
+        raise InputError(f"--input-size must be at least {MIN_FACE_SIDE}, got {args.input_size}.")
     policy = CropPolicy(margin=args.margin)
     indices = _indices(args)  # every split is read before anything is written
     (args.out / MANIFEST).unlink(missing_ok=True)  # the folder is unfinished until the end
@@ -196,7 +191,7 @@ def _pack(args: argparse.Namespace) -> int:
         "root": str(args.path),
         "format": args.format,
         "ferplus_mode": args.ferplus_mode if args.format == "ferplus" else None,
-        "size": args.size,
+        "size": args.input_size,
         "crop_policy": policy.to_dict(),
         "classes": list(indices[0].classes),
         "splits": {},
@@ -205,7 +200,7 @@ def _pack(args: argparse.Namespace) -> int:
         entry = pack_split(
             index,
             args.out,
-            args.size,
+            args.input_size,
             policy=policy,
             shard_size=args.shard_size,
             workers=args.workers,
@@ -224,8 +219,4 @@ def _pack(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _inspect(args) if args.action == "inspect" else _pack(args)
-    except ValueError as error:  # DatasetError, and bad option values
-        print(f"affectlite data {args.action}: {error}", file=sys.stderr)
-        return 2
+    return _inspect(args) if args.action == "inspect" else _pack(args)

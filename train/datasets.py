@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from affectlite.edge_app.preprocess import CropPolicy, ImageError, crop_face, decode_image, to_rgb
+from affectlite.errors import InputError
 from affectlite.train.readers import affectnet, fer2013, ferplus, folder, rafdb
 from affectlite.train.readers.base import (
     MIN_FACE_SIDE,
@@ -49,6 +50,7 @@ __all__ = [
     "load_crop",
     "load_dataset",
     "load_image",
+    "limit_samples",
     "split_holdout",
 ]
 
@@ -74,7 +76,7 @@ FORMATS: tuple[str, ...] = tuple(_FORMATS)
 
 def _choice(value: str, choices: tuple[str, ...], what: str) -> None:
     if value not in choices:
-        raise ValueError(f"Unknown {what} {value!r}; expected one of {', '.join(choices)}.")
+        raise InputError(f"Unknown {what} {value!r}; expected one of {', '.join(choices)}.")
 
 
 def _existing(root: str | Path) -> Path:
@@ -234,7 +236,7 @@ def split_holdout(
     ``skipped`` and ``warnings`` stay with the first part.
     """
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"Holdout fraction must be between 0 and 1, got {fraction}.")
+        raise InputError(f"Holdout fraction must be between 0 and 1, got {fraction}.")
     rng = np.random.default_rng(seed)
     by_label: dict[int, list[int]] = defaultdict(list)
     for position, sample in enumerate(index.samples):
@@ -252,3 +254,17 @@ def split_holdout(
         ),
         dataclasses.replace(index, split="val", samples=holdout, skipped=[], warnings=[]),
     )
+
+
+def limit_samples(index: DatasetIndex, limit: int, seed: int) -> DatasetIndex:
+    """At most ``limit`` samples of ``index`` (0: all), drawn at random with ``seed``.
+
+    Random rather than the first N: a class-folder dataset lists one class after another, so
+    its first N samples would all be "anger". The drawn samples keep their original order.
+    """
+    if limit < 0:
+        raise InputError(f"--limit must be 0 (all) or more, got {limit}.")
+    if not limit or limit >= len(index.samples):
+        return index
+    keep = np.sort(np.random.default_rng(seed).permutation(len(index.samples))[:limit])
+    return dataclasses.replace(index, samples=[index.samples[i] for i in keep])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +14,15 @@ from affectlite.edge_app.bundle import DEFAULT_BUNDLE
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.errors import InputError
+from affectlite.options import (
+    add_dataset,
+    add_json,
+    add_limit,
+    add_model,
+    check_paths,
+    emit_json,
+)
+from affectlite.schemas import METRICS_VERSION, MetricsDocument
 from affectlite.train.metrics import classification_report
 
 
@@ -64,7 +73,7 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
             bundle.detector_path,
         )
     if not path.is_file():
-        raise FileNotFoundError(f"--model {path}: no such file or bundle folder.")
+        raise InputError(f"--model {path}: no such file or bundle folder.")
     if path.suffix == ".tflite":
         from affectlite.edge_app.classifier import EmotionClassifier
 
@@ -90,7 +99,7 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
             CropPolicy(),
             lambda x: model.predict(x.astype(np.float32), batch_size=64, verbose=0),
         )
-    raise ValueError(f"--model {path}: expected a bundle folder, .tflite or .keras file.")
+    raise InputError(f"--model {path}: expected a bundle folder, .tflite or .keras file.")
 
 
 def _batched(function: Callable[[np.ndarray], np.ndarray], size: int):
@@ -168,9 +177,12 @@ def _crop_largest(image: np.ndarray, faces: list, predictor: Predictor) -> np.nd
         return None
 
 
-def evaluate(predictor: Predictor, images: np.ndarray, labels: np.ndarray) -> dict:
+def evaluate(predictor: Predictor, images: np.ndarray, labels: np.ndarray) -> MetricsDocument:
     """Classification report of ``predictor`` on uint8 crops with integer labels."""
-    report = classification_report(labels, predictor.logits(images), LABELS)
+    report: MetricsDocument = {
+        "schema_version": METRICS_VERSION,
+        **classification_report(labels, predictor.logits(images), LABELS),
+    }
     report["model"] = predictor.name
     report["model_kind"] = predictor.kind
     missing = [label for label in LABELS if label not in report["classes_evaluated"]]
@@ -184,17 +196,10 @@ def evaluate(predictor: Predictor, images: np.ndarray, labels: np.ndarray) -> di
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default="default",
-        help="bundle folder, .tflite or .keras; default: the shipped bundle",
-    )
-    parser.add_argument("--data", required=True, help="dataset root")
-    parser.add_argument("--format", required=True, help="dataset format (see `affectlite data`)")
-    parser.add_argument("--split", default="val", help="dataset split (default: val)")
-    parser.add_argument("--ferplus-mode", default="majority")
-    parser.add_argument("--limit", type=int, default=0, help="score only the first N samples")
-    parser.add_argument("--threads", type=int, default=None)
+    add_model(parser, default="default")
+    add_dataset(parser, required=True)
+    add_limit(parser)
+    parser.add_argument("--threads", type=int, default=None, help="interpreter threads")
     parser.add_argument(
         "--detect",
         action="store_true",
@@ -202,19 +207,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "does (the largest face where there are several; dataset face boxes are ignored); "
         "images without a face are counted and listed in the report",
     )
-    parser.add_argument("--json", type=Path, help="write the report here")
+    add_json(parser)
     parser.add_argument("--png", type=Path, help="confusion matrix PNG (default: beside --json)")
 
 
 def run(args: argparse.Namespace) -> int:
+    check_paths(model=args.model, data=args.data)
     from affectlite.train import plots
-    from affectlite.train.datasets import load_dataset
+    from affectlite.train.datasets import limit_samples, load_dataset
     from affectlite.train.pipeline import load_split
 
-    predictor = load_predictor(args.model, args.threads)
     index = load_dataset(args.data, args.format, args.split, ferplus_mode=args.ferplus_mode)
-    if args.limit:
-        index.samples = index.samples[: args.limit]
+    index = limit_samples(index, args.limit, args.seed)
+    predictor = load_predictor(args.model, args.threads)
     if args.detect:
         found = detect_split(index, predictor, args.threads)
         report = evaluate(predictor, found.images, found.labels)
@@ -230,25 +235,27 @@ def run(args: argparse.Namespace) -> int:
         "split": args.split,
         "skipped": skipped,
     }
+    out = sys.stderr if args.json == "-" else sys.stdout  # keep stdout pure JSON
     print(
         f"{predictor.kind} on {args.format}/{args.split} (n={report['n']}): accuracy "
         f"{report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}, "
-        f"macro-F1 {report['macro_f1']:.4f}"
+        f"macro-F1 {report['macro_f1']:.4f}",
+        file=out,
     )
     if "detection" in report:
         found = report["detection"]
         print(
             f"faces found in {found['faces_found']} of {found['images']} images; no face in "
-            f"{found['no_face']} (listed in the report's detection.no_face_files)"
+            f"{found['no_face']} (listed in the report's detection.no_face_files)",
+            file=out,
         )
     if "note" in report:
-        print(f"note: {report['note']}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"report: {args.json}")
-    png = args.png or (args.json.with_suffix(".png") if args.json else None)
+        print(f"note: {report['note']}", file=out)
+    emit_json(args.json, report)
+    png = args.png or (
+        Path(args.json).with_suffix(".png") if args.json not in (None, "-") else None
+    )
     if png:
         plots.confusion_png(report, png, f"{Path(args.model).name} on {args.format}/{args.split}")
-        print(f"confusion matrix: {png}")
+        print(f"confusion matrix: {png}", file=out)
     return 0

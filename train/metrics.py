@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from affectlite.edge_app.labels import LABELS
+from affectlite.schemas import ClassificationReport
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -23,7 +24,7 @@ def classification_report(
     y_true: np.ndarray,
     scores: np.ndarray,
     labels: Sequence[str] = LABELS,
-) -> dict:
+) -> ClassificationReport:
     """Accuracy, balanced accuracy, macro-F1, per-class figures and the confusion matrix.
 
     Args:

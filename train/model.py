@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from affectlite.edge_app.labels import NUM_CLASSES
+from affectlite.errors import EnvironmentProblem, InputError
 from affectlite.train.compact import build_compact  # also registers GreyPreprocess for loading
 
 IMAGENET_HINT = (
@@ -79,7 +80,7 @@ def _backbone(spec: BackboneSpec, input_size: int, weights: str | None) -> keras
     except Exception as error:  # keras raises URL/OS/Value errors when the download fails.
         if weights != "imagenet":
             raise
-        raise RuntimeError(
+        raise EnvironmentProblem(
             IMAGENET_HINT.format(name=spec.application, error=error, file=spec.weights_file)
         ) from error
 
@@ -91,7 +92,7 @@ def resolve_weights(weights: str | None) -> str | None:
     if weights.lower() == "imagenet":
         return "imagenet"
     if not Path(weights).is_file():
-        raise FileNotFoundError(f"--weights {weights}: no such weights file.")
+        raise InputError(f"--weights {weights}: no such weights file.")
     return str(weights)
 
 
@@ -118,14 +119,14 @@ def build_model(
     """
     if backbone == "compact":
         if resolve_weights(weights) is not None:
-            raise ValueError("The compact backbone trains from scratch: use --weights none.")
+            raise InputError("The compact backbone trains from scratch: use --weights none.")
         return build_compact(input_size, dropout=dropout, num_classes=num_classes)
     if backbone not in BACKBONES:
-        raise ValueError(
+        raise InputError(
             f"Unknown backbone {backbone!r}; choose from compact, {', '.join(BACKBONES)}."
         )
     if input_size < 32:
-        raise ValueError(f"input_size must be at least 32 pixels, got {input_size}.")
+        raise InputError(f"input_size must be at least 32 pixels, got {input_size}.")
     spec = BACKBONES[backbone]
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = inputs if spec.in_model_preprocessing else CaffePreprocess(name="preprocess")(inputs)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from affectlite.edge_app.labels import LABELS, NUM_CLASSES
 from affectlite.edge_app.preprocess import CropPolicy, ImageError
+from affectlite.errors import InputError
 from affectlite.train.config import BALANCE_MODES
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -38,7 +39,7 @@ class Split:
                 f"{len(self.ids)} ids."
             )
         if len(self.images) == 0:
-            raise ValueError("Split is empty: no usable images.")
+            raise InputError("Split is empty: no usable images.")
 
     @property
     def labels(self) -> np.ndarray:
@@ -83,7 +84,7 @@ def load_split(index, size: int, policy: CropPolicy = CropPolicy(), workers: int
             targets.append(sample.soft if sample.soft is not None else one_hot(sample.label))
             ids.append(sample.id)
     if not images:
-        raise ValueError(f"No readable images in {index.root} ({index.split}).")
+        raise InputError(f"No readable images in {index.root} ({index.split}).")
     return Split(np.stack(images), np.asarray(targets, np.float32), ids, skipped)
 
 
@@ -103,7 +104,7 @@ def loss_weights(targets: np.ndarray, balance: str) -> np.ndarray:
     root for ``"sqrt"`` (milder: 8.7x between the rarest and commonest FER+ class, not 75x),
     1 otherwise."""
     if balance not in BALANCE_MODES:
-        raise ValueError(f"balance must be one of {', '.join(BALANCE_MODES)}, got {balance!r}.")
+        raise InputError(f"balance must be one of {', '.join(BALANCE_MODES)}, got {balance!r}.")
     power = {"loss": 1.0, "sqrt": 0.5}.get(balance)
     return class_weights(targets, power) if power else np.ones(NUM_CLASSES, np.float32)
 
@@ -174,7 +175,7 @@ def packed_train_dataset(
     from affectlite.train.readers.packed import read_manifest, read_packed
 
     if balance == "sampling":
-        raise ValueError("Packed data supports balance loss, sqrt or none, not sampling.")
+        raise InputError("Packed data supports balance loss, sqrt or none, not sampling.")
     counts = read_manifest(directory)["splits"]["train"]["counts"]
     total = np.array([counts.get(label, 0) for label in LABELS], np.float32)
     weights = loss_weights(total[None], balance)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -12,14 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from affectlite.files import write_figure  # noqa: E402
+
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return write_figure(path, fig, dpi=120, bbox_inches="tight")
 
 
 def confusion_png(report: dict, path: str | Path, title: str = "") -> Path:
@@ -76,17 +72,4 @@ def curves_png(history_csv: str | Path, path: str | Path, title: str = "") -> Pa
     right.legend()
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
-
-
-def bars_png(
-    names: Sequence[str], values: Sequence[float], path: str | Path, ylabel: str, title: str = ""
-) -> Path:
-    """A simple labelled bar chart."""
-    fig, ax = plt.subplots(figsize=(max(5, len(names) * 1.2), 4))
-    bars = ax.bar(range(len(names)), values, color="tab:blue")
-    ax.bar_label(bars, fmt="%.2f", fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
     return _save(fig, path)

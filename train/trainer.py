@@ -20,8 +20,9 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -30,6 +31,9 @@ import numpy as np
 import tensorflow as tf
 
 from affectlite.edge_app.labels import LABELS
+from affectlite.errors import InputError
+from affectlite.files import write_json, write_with
+from affectlite.schemas import METRICS_VERSION, MetricsDocument
 from affectlite.train import plots
 from affectlite.train.config import TrainConfig
 from affectlite.train.metrics import classification_report
@@ -40,7 +44,7 @@ CONFIG_FILE = "config.json"
 BEST_MODEL = "best.keras"
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(InputError):
     """The run folder cannot be used (exists, unwritable, too little disk)."""
 
 
@@ -74,23 +78,10 @@ class BalancedAccuracyCheckpoint(keras.callbacks.Callback):
         )
         if report["balanced_accuracy"] > self.best:
             self.best = report["balanced_accuracy"]
-            atomic_save(self.model, self.run_dir / BEST_MODEL)
+            write_with(self.run_dir / BEST_MODEL, self.model.save)
             record = {"epoch": epoch + 1, **{k: report[k] for k in ("accuracy", "macro_f1")}}
             record["val_balanced_accuracy"] = self.best
-            atomic_write_text(self.best_path, json.dumps(record, indent=2))
-
-
-def atomic_save(model: keras.Model, path: Path) -> None:
-    """Saves a Keras model next to ``path`` and renames it into place."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+            write_json(self.best_path, record)
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, min_free_bytes: int) -> None:
@@ -144,18 +135,24 @@ def distribution_strategy(mode: str) -> tf.distribute.Strategy:
     if mode == "mirrored" or (mode == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
     if mode not in ("auto", "none", "mirrored", "multiworker"):
-        raise ValueError(f"distribute must be auto, none, mirrored or multiworker, got {mode!r}.")
+        raise InputError(f"distribute must be auto, none, mirrored or multiworker, got {mode!r}.")
     return tf.distribute.get_strategy()
 
 
-def set_precision(mode: str) -> str:
-    """Mixed float16 on GPUs when ``auto`` or ``on``; returns the policy name used."""
-    if mode not in ("auto", "on", "off"):
-        raise ValueError(f"mixed_precision must be auto, on or off, got {mode!r}.")
+@contextmanager
+def precision_policy(mode: str) -> Iterator[str]:
+    """Sets the global Keras precision policy for one run and restores the previous one after.
+
+    Mixed float16 on GPUs when ``mode`` is ``auto`` or ``on``; yields the policy name used.
+    """
     use = mode == "on" or (mode == "auto" and tf.config.list_physical_devices("GPU"))
     policy = "mixed_float16" if use else "float32"
+    previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
-    return policy
+    try:
+        yield policy
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _compile(model: keras.Model, config: TrainConfig, peak: float, steps: int, epochs: int):
@@ -218,12 +215,15 @@ def train(
     run_dir = Path(run_dir)
     if resume and (run_dir / CONFIG_FILE).is_file():
         config = TrainConfig.load(run_dir / CONFIG_FILE)
-    strategy = distribution_strategy(config.distribute)
-    run = partial(_train, strategy, config, train_split, val_split, resume=resume)
-    if is_chief(strategy):
-        return run(run_dir, verbose=verbose, data_summary=data_summary)
-    with worker_scratch(run_dir, resume) as scratch:
-        return run(scratch, verbose=0, data_summary=data_summary)
+    with precision_policy(config.mixed_precision) as policy:
+        strategy = distribution_strategy(config.distribute)
+        run = partial(
+            _train, strategy, policy, config, train_split, val_split, resume, data_summary
+        )
+        if is_chief(strategy):
+            return run(run_dir, verbose)
+        with worker_scratch(run_dir, resume) as scratch:
+            return run(scratch, 0)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -265,23 +265,20 @@ def _phase_files(run_dir: Path) -> list[str]:
 
 def _train(
     strategy: tf.distribute.Strategy,
+    policy: str,
     config: TrainConfig,
     train_split: Split | str | Path,
     val_split: Split,
-    run_dir: Path,
-    *,
     resume: bool,
-    verbose: int | str,
     data_summary: dict | None,
+    run_dir: Path,
+    verbose: int | str,
 ) -> dict:
     prepare_run_dir(run_dir, resume, min_free_bytes=600 * 2**20)
     if not resume:
         summary = {"config": asdict(config), "data": data_summary or {}}
-        atomic_write_text(
-            run_dir / CONFIG_FILE, json.dumps({**asdict(config), **summary}, indent=2)
-        )
+        write_json(run_dir / CONFIG_FILE, {**asdict(config), **summary})
     keras.utils.set_random_seed(config.seed)
-    policy = set_precision(config.mixed_precision)
     with strategy.scope():
         model = build_model(config.backbone, config.input_size, config.weights, config.dropout)
     if isinstance(train_split, Split):
@@ -300,25 +297,28 @@ def _train(
             augment=config.augment,
             seed=config.seed,
         )
-    steps = int(data.cardinality())
+    session = _Session(
+        model, strategy, config, data, int(data.cardinality()), val_split, run_dir, verbose
+    )
     started = time.time()
     with sigterm_as_interrupt():
         for phase, first, end, peak in config.phases():
-            _run_phase(
-                model,
-                strategy,
-                config,
-                phase,
-                first,
-                end,
-                peak,
-                steps,
-                data,
-                val_split,
-                run_dir,
-                verbose,
-            )
+            _run_phase(session, phase, first, end, peak)
     return _finish(run_dir, val_split, config, policy, time.time() - started)
+
+
+@dataclass(frozen=True)
+class _Session:
+    """What every phase of one training run shares."""
+
+    model: keras.Model
+    strategy: tf.distribute.Strategy
+    config: TrainConfig
+    data: tf.data.Dataset
+    steps: int
+    val: Split
+    run_dir: Path
+    verbose: int | str
 
 
 @contextmanager
@@ -357,42 +357,51 @@ def keras_multiworker_fit(model: keras.Model, strategy: tf.distribute.Strategy, 
         del model._maybe_symbolic_build
 
 
-def _run_phase(
-    model, strategy, config, phase, first, end, peak, steps, data, val, run_dir, verbose
-) -> None:
+def _run_phase(session: _Session, phase: str, first: int, end: int, peak: float) -> None:
+    """Trains epochs ``first``..``end`` of ``phase``; a phase finished before is only reloaded."""
+    model, config, run_dir = session.model, session.config, session.run_dir
     done = run_dir / f"phase-{phase}.weights.h5"
     if done.exists():
         model.load_weights(done)
         return
-    with strategy.scope():
+    with session.strategy.scope():
         _set_trainable(model, phase, config.pretrained)
-        _compile(model, config, peak, steps, end - first)
+        _compile(model, config, peak, session.steps, end - first)
     # Order matters: validation metrics join the logs before they are written, and the
     # epoch's backup is taken last, once everything about it is on disk.
     callbacks = [
-        BalancedAccuracyCheckpoint(val, config.batch_size, run_dir),
+        BalancedAccuracyCheckpoint(session.val, config.batch_size, run_dir),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase), double_checkpoint=True),
     ]
-    with keras_multiworker_fit(model, strategy, data):
-        model.fit(data, epochs=end, initial_epoch=first, callbacks=callbacks, verbose=verbose)
-    tmp = done.with_name(f".{done.name}.tmp.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, done)
+    with keras_multiworker_fit(model, session.strategy, session.data):
+        model.fit(
+            session.data,
+            epochs=end,
+            initial_epoch=first,
+            callbacks=callbacks,
+            verbose=session.verbose,
+        )
+    write_with(done, model.save_weights)
 
 
-def _finish(run_dir: Path, val: Split, config: TrainConfig, policy: str, seconds: float) -> dict:
+def _finish(
+    run_dir: Path, val: Split, config: TrainConfig, policy: str, seconds: float
+) -> MetricsDocument:
     best = keras.models.load_model(run_dir / BEST_MODEL)
     logits = best.predict(eval_dataset(val.images, config.batch_size), verbose=0)
-    report = classification_report(val.labels, logits, LABELS)
+    report: MetricsDocument = {
+        "schema_version": METRICS_VERSION,
+        **classification_report(val.labels, logits, LABELS),
+    }
     report["wall_seconds_this_session"] = round(seconds, 1)
     report["precision_policy"] = policy
     report["best_epoch"] = json.loads((run_dir / "best.json").read_text())["epoch"]
-    atomic_write_text(run_dir / "metrics.json", json.dumps(report, indent=2))
+    write_json(run_dir / "metrics.json", report)
     plots.confusion_png(report, run_dir / "confusion.png", "validation, best model")
     plots.curves_png(
         run_dir / "history.csv", run_dir / "curves.png", f"{config.backbone} {config.input_size}px"
     )
-    np.save(run_dir / "val_logits.npy", logits)
+    write_with(run_dir / "val_logits.npy", lambda tmp: np.save(tmp, logits))
     return report

@@ -20,6 +20,7 @@ from typing import BinaryIO, TypeVar
 import numpy as np
 
 from affectlite.edge_app.labels import LABELS
+from affectlite.errors import InputError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 MIN_FACE_SIDE = 16
@@ -29,7 +30,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset cannot be used as given: missing files or columns, or no usable samples."""
 
 

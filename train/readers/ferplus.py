@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from affectlite.edge_app.labels import FERPLUS, FERPLUS_COLUMNS, LABELS
+from affectlite.errors import InputError
 from affectlite.train.readers.base import (
     Collector,
     DatasetError,
@@ -102,7 +103,7 @@ def _box(text: str) -> tuple[float, float, float, float] | None:
 def read(root: Path, split: str, mode: str = "majority") -> DatasetIndex:
     """Reads one split of FER+ with the vote rule ``mode`` (see the module docstring)."""
     if mode not in MODES:
-        raise ValueError(f"FER+ mode must be one of {', '.join(MODES)}, got {mode!r}.")
+        raise InputError(f"FER+ mode must be one of {', '.join(MODES)}, got {mode!r}.")
     folder = _folder(root, split)
     if folder is None:
         raise DatasetError(f"{root}: {SPLIT_FOLDERS[split]}/label.csv not found.")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -28,6 +27,8 @@ import numpy as np
 
 from affectlite.edge_app.labels import LABELS, NUM_CLASSES
 from affectlite.edge_app.preprocess import CropPolicy, ImageError
+from affectlite.errors import InputError
+from affectlite.files import write_json
 from affectlite.train.datasets import load_crop
 from affectlite.train.readers.base import DatasetError, DatasetIndex, Sample, parallel_map
 
@@ -77,7 +78,7 @@ def pack_split(
     from tqdm import tqdm
 
     if shard_size < 1 or size < 1:
-        raise ValueError(f"shard_size and size must be positive, got {shard_size} and {size}.")
+        raise InputError(f"shard_size and size must be positive, got {shard_size} and {size}.")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     order = np.random.default_rng(seed).permutation(len(index.samples))
@@ -133,22 +134,6 @@ def _publish(directory: Path, split: str, temporary: list[Path]) -> list[str]:
         if stale.name not in names:
             stale.unlink()
     return names
-
-
-def write_json(path: str | Path, data: dict) -> Path:
-    """Writes ``data`` as JSON atomically (a temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(data, file, indent=2)
-        os.chmod(temporary, 0o644)  # mkstemp creates files readable by their owner only
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_manifest(directory: str | Path, manifest: dict) -> Path:
