@@ -37,7 +37,7 @@ default-bundle: setup
 	  --holdout 0.1 --backbone compact --input-size 48 --weights none --epochs 30 \
 	  --batch-size 256 --learning-rate 0.0015 --weight-decay 0.05 --label-smoothing 0.05 \
 	  --balance none --dropout 0.4 --mixed-precision off --out $(RUN)
-	$(AFFECTLITE) convert $(RUN)/best.keras --mode int8 --data $(FERPLUS) --format ferplus \
+	$(AFFECTLITE) convert --model $(RUN)/best.keras --mode int8 --data $(FERPLUS) --format ferplus \
 	  --ferplus-mode probability --holdout 0.1 --n 500 --logit-adjust --out $(RUN)/int8
 	$(AFFECTLITE) evaluate --model $(RUN)/int8 --data $(FERPLUS) --format ferplus --split val \
 	  --json $(RUN)/ferplus-valid.json

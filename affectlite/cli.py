@@ -55,6 +55,22 @@ def _overview() -> str:
     )
 
 
+def _say_default_bundle(name: str, args: argparse.Namespace) -> None:
+    """One line on stderr when a command runs the shipped default bundle."""
+    from affectlite.edge_app.bundle import DEFAULT_BUNDLE, resolve_bundle
+
+    for option in ("bundle", "model"):
+        values = getattr(args, option, None)
+        values = values if isinstance(values, list) else [values]
+        if any(v is not None and resolve_bundle(v) == DEFAULT_BUNDLE for v in values):
+            print(
+                f"affectlite {name}: using the default bundle {DEFAULT_BUNDLE} (compact CNN "
+                "trained on FER+, int8; --bundle/--model PATH for your own)",
+                file=sys.stderr,
+            )
+            return
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs one subcommand and returns its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -95,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     module.add_arguments(parser)
     args = parser.parse_args(rest)
+    _say_default_bundle(name, args)
     try:
         return int(module.run(args) or 0)
     except AffectliteError as error:

@@ -38,7 +38,7 @@ from affectlite.errors import EnvironmentProblem, InputError
 from affectlite.files import atomic_path, write_bytes
 
 from . import overlay
-from .bundle import BundleError, resolve_bundle
+from .bundle import DEFAULT_BUNDLE, BundleError, resolve_bundle
 from .detector import DETECTORS, DetectorUnavailable
 from .pipeline import Pipeline, PipelineConfig
 from .preprocess import ImageError, read_image
@@ -272,8 +272,7 @@ def kivy_show(pictures: list[Path]) -> None:
 
 def _recognizer(args: argparse.Namespace) -> EmotionRecognizer:
     bundle = resolve_bundle(args.bundle)
-    default = args.bundle in (None, "default")
-    print(f"{PROG}: bundle {bundle}{' (the default bundle)' if default else ''}", file=sys.stderr)
+    default = bundle == DEFAULT_BUNDLE
     config = PipelineConfig(
         num_threads=args.threads,
         detector=args.detector,

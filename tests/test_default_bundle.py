@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,8 +19,15 @@ from affectlite.edge_app.classifier import EmotionClassifier
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import crop_face
 
-from .conftest import FERPLUS
-from .test_runner import NO_TENSORFLOW
+REPO = Path(__file__).resolve().parents[1]
+FERPLUS = Path(os.environ.get("AFFECTLITE_FERPLUS", REPO.parent / "shared" / "data" / "ferplus"))
+NO_TENSORFLOW = (
+    "import sys\n"
+    "sys.modules['tensorflow'] = None  # any import of TensorFlow now fails\n"
+    "sys.modules['keras'] = None\n"
+    "from affectlite.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
 
 SAMPLE = 500
 MIN_SAMPLE_ACCURACY = 0.80
