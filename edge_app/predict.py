@@ -273,6 +273,8 @@ def kivy_show(pictures: list[Path]) -> None:
 def _recognizer(args: argparse.Namespace) -> EmotionRecognizer:
     bundle = resolve_bundle(args.bundle)
     default = bundle == DEFAULT_BUNDLE
+    if not default:  # the dispatcher names the default bundle itself
+        print(f"{PROG}: bundle {bundle}", file=sys.stderr)
     config = PipelineConfig(
         num_threads=args.threads,
         detector=args.detector,
