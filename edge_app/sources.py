@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from .preprocess import ImageError, read_image
+from .preprocess import MAX_STILL_PIXELS, ImageError, read_still
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,9 @@ class OpenCVSource(FrameSource):
         self.loop = loop
         self.resolution = resolution
         self.name = f"camera {target}" if self.live else str(target)
+        self.warnings: list[str] = []
         self._capture: cv2.VideoCapture | None = None
+        self._frames = 0
 
     def open(self) -> None:
         if self._capture is not None:
@@ -120,10 +122,25 @@ class OpenCVSource(FrameSource):
         ok, frame = self._capture.read()
         if not ok and self.live:
             raise SourceError(f"{self.name} stopped delivering frames (unplugged or busy?).")
+        if not ok:
+            self._check_length()
         if not ok and self.loop:
             self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, frame = self._capture.read()
+        self._frames += ok
         return _bgr_to_rgb(frame) if ok else None
+
+    def _check_length(self) -> None:
+        """Warns once when a video file ends before the frame count its header declares."""
+        declared = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if 0 < self._frames < declared and not self.warnings:
+            message = (
+                f"{self.name}: the video ended after {self._frames} of the {declared} frames its "
+                "header declares (truncated or damaged file)."
+            )
+            self.warnings.append(message)
+            log.warning("%s", message)
+        self._frames = 0
 
     def close(self) -> None:
         if self._capture is not None:
@@ -132,25 +149,44 @@ class OpenCVSource(FrameSource):
 
 
 class ImageFolderSource(FrameSource):
-    """The images of a folder in name order. Unreadable images are logged, listed in
-    ``skipped`` and passed over; they never end the stream.
+    """The images of a folder in name order, or one image file. Each is read with
+    :func:`~.preprocess.read_still`: an image over ``max_pixels`` is refused from its header, a
+    large one decoded at reduced size (``current_reduction``). Unreadable or refused images are
+    logged, listed in ``skipped``, passed to ``on_skip`` and passed over; they never end the
+    stream.
 
     Args:
-        folder: the folder to read.
+        folder: the folder (or single image file) to read.
         loop: start again after the last image.
+        max_pixels: the largest image, in pixels, that is decoded.
+        on_skip: called with ``(path, message)`` for each image skipped.
     """
 
-    def __init__(self, folder: str | Path, loop: bool = False) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        loop: bool = False,
+        max_pixels: int = MAX_STILL_PIXELS,
+        on_skip: Callable[[Path, str], None] | None = None,
+    ) -> None:
+        if max_pixels < 1:
+            raise ValueError(f"max_pixels must be at least 1, got {max_pixels}.")
         self.folder = Path(folder)
         self.loop = loop
+        self.max_pixels = max_pixels
+        self.on_skip = on_skip
         self.name = str(self.folder)
         self.paths: list[Path] = []
         self.skipped: list[str] = []
         self.current_path: Path | None = None
+        self.current_reduction = 1
         self._next = 0
 
     def open(self) -> None:
         if self.paths:
+            return
+        if self.folder.is_file():
+            self.paths = [self.folder]
             return
         if not self.folder.is_dir():
             raise SourceError(f"{self.folder}: not a folder.")
@@ -173,16 +209,21 @@ class ImageFolderSource(FrameSource):
             path = self.paths[self._next]
             self._next += 1
             try:
-                frame = read_image(path)
+                still = read_still(path, self.max_pixels)
             except ImageError as error:
-                message = str(error)
-                if message not in self.skipped:
-                    self.skipped.append(message)
-                log.warning("Skipping %s", message)
+                self._skip(path, str(error))
                 continue
-            self.current_path = path
-            return frame
+            self.current_path, self.current_reduction = path, still.reduction
+            return still.rgb
         return None
+
+    def _skip(self, path: Path, message: str) -> None:
+        if message in self.skipped:
+            return  # reported once, not once per loop
+        self.skipped.append(message)
+        log.warning("Skipping %s", message)
+        if self.on_skip is not None:
+            self.on_skip(path, message)
 
     def close(self) -> None:
         self.paths, self.current_path = [], None
@@ -560,7 +601,8 @@ class ReconnectingSource(FrameSource):
 
 def make_source(spec: str, **options: Any) -> FrameSource:
     """Builds (does not open) the source for ``spec``: ``"picamera2"``, ``"android"``, a webcam
-    index (``"0"``), a video file or an image folder. ``options`` go to that source's class.
+    index (``"0"``), a video file, an image folder or one image file. ``options`` go to that
+    source's class.
 
     Raises:
         SourceError: if ``spec`` names no camera, file or folder.
@@ -574,7 +616,7 @@ def make_source(spec: str, **options: Any) -> FrameSource:
         cls, args = AndroidCameraSource, ()
     elif spec.isdigit():
         cls, args = OpenCVSource, (int(spec),)
-    elif path.is_dir():
+    elif path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
         cls, args = ImageFolderSource, (path,)
     elif path.is_file():
         cls, args = OpenCVSource, (path,)
