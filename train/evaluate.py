@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,11 @@ class Predictor:
     logits: Callable[[np.ndarray], np.ndarray]
 
 
-def load_predictor(path: str | Path, num_threads: int | None = None) -> Predictor:
-    """Opens a bundle folder, a ``.tflite`` file or a ``.keras`` model."""
+def load_predictor(
+    path: str | Path, num_threads: int | None = None, allow_legacy_h5: bool = False
+) -> Predictor:
+    """Opens a bundle folder, a ``.tflite`` file or a ``.keras`` model (a legacy ``.h5`` only
+    with ``allow_legacy_h5``)."""
     path = Path(path)
     if path.is_dir():
         from affectlite.edge_app.bundle import load_bundle
@@ -56,11 +60,9 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
             _batched(classifier.logits, 64),
         )
     if path.suffix in (".keras", ".h5"):
-        import keras
+        from affectlite.convert.converter import load_keras_model
 
-        import affectlite.train.model  # noqa: F401  (registers the in-model preprocessing layer)
-
-        model = keras.models.load_model(path)
+        model = load_keras_model(path, allow_legacy_h5)
         size = int(model.input_shape[1])
         return Predictor(
             str(path),
@@ -102,6 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ferplus-mode", default="majority")
     parser.add_argument("--limit", type=int, default=0, help="score only the first N samples")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--allow-legacy-h5",
+        action="store_true",
+        help="accept a legacy .h5 model (only one you trust: loading it can run code)",
+    )
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--png", type=Path, help="confusion matrix PNG (default: beside --json)")
 
@@ -111,7 +118,11 @@ def run(args: argparse.Namespace) -> int:
     from affectlite.train.datasets import load_dataset
     from affectlite.train.pipeline import load_split
 
-    predictor = load_predictor(args.model, args.threads)
+    try:
+        predictor = load_predictor(args.model, args.threads, args.allow_legacy_h5)
+    except (FileNotFoundError, ValueError) as error:  # ValueError covers BundleError, InputError
+        print(f"affectlite evaluate: {error}", file=sys.stderr)
+        return 2
     index = load_dataset(args.data, args.format, args.split, ferplus_mode=args.ferplus_mode)
     if args.limit:
         index.samples = index.samples[: args.limit]
