@@ -9,8 +9,16 @@ JSON line per frame::
      "total": 12.3}, "error": null}
 
 A camera that is missing at start or lost mid-run produces lines with ``"error"`` set and no
-faces, and is reopened with exponential back-off. ``--rss-every N`` adds the process's resident
-memory (``rss_mb``) to every N-th line, for soak tests. Examples::
+faces, and is reopened with exponential back-off. Still images over ``--max-pixels`` are refused
+from their header, with an error line naming the ``file``; large ones are decoded at reduced size
+(``"decoded_at": "1/2"``, boxes still in the file's pixels). ``--rss-every N`` adds the current
+and peak resident memory (``rss_mb``, ``rss_peak_mb``) to every N-th line, for soak tests.
+
+``--jsonl FILE`` is written as ``FILE.partial`` (one run per file) and renamed when the run
+completes; ``--jsonl -`` is standard output. SIGTERM or SIGINT on a finite source (files,
+folders, a video without ``--loop``) appends ``{"event": "interrupted", ...}``, keeps the
+``.partial`` name and exits 143 / 130; on a camera or a looping video SIGTERM is a normal stop.
+Examples::
 
     affectlite run --source picamera2 --bundle bundle/ --jsonl faces.jsonl
     affectlite run --source 0 --bundle bundle/ --show
