@@ -296,7 +296,10 @@ class JsonLines:
             OutputError: when the file cannot take the line (e.g. the disk is full); the
                 file then ends with the last complete line.
         """
-        line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
+        try:
+            line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
+        except ValueError:  # NaN or infinity (a broken model's output) is not JSON: null
+            line = json.dumps(_finite(record), separators=(",", ":")) + "\n"
         with self._lock:
             if self._fd is None:
                 sys.stdout.write(line)
@@ -332,6 +335,17 @@ class JsonLines:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None``."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def check_display() -> None:

@@ -23,6 +23,7 @@ import pytest
 
 from affectlite.cli import main
 from affectlite.edge_app.preprocess import ImageError, header_size, read_still
+from affectlite.edge_app.runner import JsonLines
 
 NO_TENSORFLOW = (
     "import sys\n"
@@ -307,3 +308,13 @@ def test_affectlite_threads_is_validated_with_its_own_message(
     error = capsys.readouterr().err
     assert f"AFFECTLITE_THREADS={value!r}: must be a whole number" in error
     assert "not a loadable" not in error
+
+
+def test_non_finite_numbers_are_written_as_null_not_invalid_json(tmp_path):
+    out = JsonLines(tmp_path / "o.jsonl")
+    out.open()
+    out.write({"confidence": float("nan"), "box": [1.0, float("inf")], "frame": 0})
+    out.finish()
+    assert read_lines(tmp_path / "o.jsonl") == [
+        {"confidence": None, "box": [1.0, None], "frame": 0}
+    ]
