@@ -17,6 +17,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from affectlite.edge_app.runtime import default_threads
@@ -27,7 +28,7 @@ from affectlite.options import add_bundle, add_json, check_paths, emit_json
 from . import system
 from .latency import make_variants, run_benchmark, sample_frames
 from .report import markdown, write_report
-from .soak import run_soak, write_loop_video, write_soak_report
+from .soak import run_soak, soak_markdown, write_loop_video, write_soak_report
 
 RESULTS = Path("benchmarks") / "results"
 
@@ -192,12 +193,32 @@ def _bench(args: argparse.Namespace, threads: list[int]) -> int:
     finally:
         if source is not None:
             source.close()
-    out_dir = args.out or default_out_dir()
-    paths = write_report(result, out_dir, plots=not args.no_plots)
+    doc = result.to_dict()
     if args.json:
-        emit_json(args.json, result.to_dict())
+        emit_json(args.json, doc)
     if args.json != "-":
-        print(markdown(result.to_dict()))
+        print(markdown(doc))
+    out_dir = args.out or default_out_dir()
+    return _save(lambda plots: write_report(doc, out_dir, plots), out_dir, args.no_plots)
+
+
+def _save(write: Callable[[bool], dict[str, Path]], out_dir: Path, no_plots: bool) -> int:
+    """Saves the numbers first (``write(False)``), then tries again with plots: a failed plot
+    is a warning, a failed save of the numbers exit 1."""
+    try:
+        paths = write(False)
+    except OSError as error:
+        print(f"affectlite bench: cannot save the results in {out_dir}: {error}", file=sys.stderr)
+        return 1
+    if not no_plots:
+        try:
+            paths = write(True)
+        except (OSError, RuntimeError, ValueError) as error:
+            print(
+                f"affectlite bench: warning: plots not saved ({error}); the JSON and Markdown "
+                "results are.",
+                file=sys.stderr,
+            )
     for name, path in paths.items():
         print(f"{name}: {path}", file=sys.stderr)
     return 0
@@ -230,14 +251,11 @@ def _soak(args: argparse.Namespace, threads: list[int]) -> int:
             f"built-in frames ({args.frames}) as a looping MJPEG video, "
             f"{args.frame_size[0]}×{args.frame_size[1]}"
         )
-    paths = write_soak_report(doc, out_dir, plots=not args.no_plots)
     if args.json:
         emit_json(args.json, doc)
     if args.json != "-":
-        print(paths["markdown"].read_text())
-    for name, path in paths.items():
-        print(f"{name}: {path}", file=sys.stderr)
-    return 0
+        print(soak_markdown(doc))
+    return _save(lambda plots: write_soak_report(doc, out_dir, plots), out_dir, args.no_plots)
 
 
 def run(args: argparse.Namespace) -> int:

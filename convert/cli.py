@@ -97,6 +97,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     checks.add_argument(
         "--report", type=Path, help="report folder (default: OUT-report beside OUT)"
     )
+    checks.add_argument(
+        "--allow-legacy-h5",
+        action="store_true",
+        help="accept a legacy .h5 model (only one you trust: loading it can run code)",
+    )
 
 
 def _training_run(model_path: Path) -> dict[str, Any]:
@@ -186,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     from .export import BundleOptions, convert_to_bundle
     from .quantization import QuantizationConfig
 
-    model = load_keras_model(args.model)
+    model = load_keras_model(args.model, args.allow_legacy_h5)
     size = check_model(model, LABELS)
     run_info = {**_training_run(args.model), "conversion_command": command_line()}
     crop = _crop(args, run_info)

@@ -40,11 +40,22 @@ class UnknownLayerError(InputError):
     """A ``--float-layers`` name matches no quantized layer."""
 
 
-def load_keras_model(path: str | Path):
-    """Loads a ``.keras`` model (the kit's custom layers registered first).
+LEGACY_H5_REFUSED = (
+    "legacy HDF5 (.h5) model file refused: loading one can run code it carries. Re-save the "
+    "model as .keras where it was trained, or pass --allow-legacy-h5 if you trust this file."
+)
+
+
+def load_keras_model(path: str | Path, allow_legacy_h5: bool = False):
+    """Loads a ``.keras`` model in Keras's safe mode (the kit's custom layers registered first).
+
+    Args:
+        path: the ``.keras`` file (or ``.h5``, with ``allow_legacy_h5``).
+        allow_legacy_h5: accept a legacy HDF5 model file.
 
     Raises:
         FileNotFoundError: naming the path when it does not exist.
+        InputError: (a ValueError) for a ``.h5`` file without ``allow_legacy_h5``.
         ValueError: when the file is not a loadable Keras model.
     """
     import keras
@@ -56,8 +67,10 @@ def load_keras_model(path: str | Path):
         raise InputError(f"Model not found: {path} (expected a .keras file from training).")
     if path.suffix not in (".keras", ".h5"):
         raise InputError(f"{path}: expected a Keras model file ending in .keras (or .h5).")
+    if path.suffix == ".h5" and not allow_legacy_h5:
+        raise InputError(f"{path}: {LEGACY_H5_REFUSED}")
     try:
-        return keras.models.load_model(path, compile=False)
+        return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, OSError or zipfile errors.
         raise InputError(f"{path}: not a loadable Keras model ({error}).") from error
 

@@ -21,6 +21,7 @@ from affectlite.markdown import table
 from affectlite.schemas import CONVERSION_VERSION, ConversionReport
 
 from .quantization import QuantizationConfig
+from .verify import GateError
 
 log = logging.getLogger(__name__)
 
@@ -340,10 +341,13 @@ def convert_to_bundle(
             report.update(_verification(model, images, labels, logits, label_names, gate, force))
             report["verification"]["data"] = data_description
         report["temperature"] = _temperature(logits, labels, temperature)
-        if report_dir is not None:
-            write_report(report, report_dir, logits, labels)
         if images is not None and not force:
-            gate.check(report["verification"] | {"mode": config.mode})
+            try:
+                gate.check(report["verification"] | {"mode": config.mode})
+            except GateError:
+                if report_dir is not None:  # the report of a refused model: no bundle to match
+                    write_report(report, report_dir, logits, labels)
+                raise
         bundle = export_bundle(
             tflite,
             out_dir,
@@ -357,5 +361,7 @@ def convert_to_bundle(
             model_name=model.name,
             overwrite=overwrite,
         )
-    report["bundle"] = str(bundle.path)
+        report["bundle"] = str(bundle.path)
+        if report_dir is not None:  # only once the bundle it describes is in place
+            write_report(report, report_dir, logits, labels)
     return report

@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import math
+import os
+import re
+import stat
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+import numpy as np
 
 from affectlite import __version__
 from affectlite.edge_app.preprocess import CropPolicy
@@ -36,6 +41,9 @@ CLASSIFIER_FILE = "classifier.tflite"
 DETECTOR_FILE = "face_detector.tflite"
 FORMAT = "affectlite-bundle"
 FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 1 << 20
+INPUT_DTYPES = ("uint8", "int8", "float32")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
@@ -44,7 +52,7 @@ DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
 
 
 class BundleError(InputError):
-    """A bundle is missing, incomplete, altered or inconsistent."""
+    """A bundle is missing, incomplete, altered or inconsistent (exit 2)."""
 
 
 def resolve_bundle(name: str | Path | None) -> Path:
@@ -85,7 +93,7 @@ class Bundle:
 
     @property
     def temperature(self) -> float:
-        return float(self.manifest.get("temperature", 1.0))
+        return float(self.manifest["temperature"])
 
     @property
     def classifier_path(self) -> Path:
@@ -114,13 +122,14 @@ def write_bundle(
     metrics: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Bundle:
-    """Writes a bundle atomically: it is staged beside ``out_dir`` and renamed into place.
+    """Writes a bundle atomically (:func:`affectlite.files.atomic_dir`: staged beside
+    ``out_dir``, renamed into place, folders 0755 and files 0644) and loads it back.
 
     Args:
         out_dir: the bundle folder to create.
         classifier: the classifier ``.tflite``.
-        classifier_info: at least ``input_size``; usually also ``mode``, ``backbone``,
-            ``input_dtype``, ``input_quantization``, ``output_dtype``, ``output_quantization``.
+        classifier_info: at least ``input_size`` and ``input_dtype``; usually also ``mode``,
+            ``backbone``, ``input_quantization``, ``output_dtype``, ``output_quantization``.
         detector: the face detector ``.tflite`` (BlazeFace short-range), if any.
         crop: the crop policy the classifier was trained with.
         labels: output order of the classifier.
@@ -130,78 +139,281 @@ def write_bundle(
         overwrite: replace an existing bundle at ``out_dir``.
 
     Raises:
-        BundleError: if ``out_dir`` exists and ``overwrite`` is false, or an input is missing.
+        BundleError: if ``out_dir`` exists and ``overwrite`` is false, an input is missing, or
+            the result fails :func:`load_bundle`'s checks (nothing is left behind then).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise BundleError(f"{out_dir} already exists; choose another folder or pass overwrite.")
-    if "input_size" not in classifier_info:
-        raise BundleError("classifier_info needs 'input_size'.")
     sources = {CLASSIFIER_FILE: Path(classifier)}
     if detector is not None:
         sources[DETECTOR_FILE] = Path(detector)
     for source in sources.values():
         if not source.is_file():
             raise BundleError(f"Cannot bundle {source}: file not found.")
+    manifest: BundleManifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "schema_version": BUNDLE_VERSION,
+        "kit_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "labels": list(labels),
+        "classifier": {**classifier_info, "file": CLASSIFIER_FILE},
+        "detector": (
+            {"file": DETECTOR_FILE, "kind": "blazeface_short_range", "input_size": 128}
+            if detector is not None
+            else None
+        ),
+        "crop": crop.to_dict(),
+        "normalization": "in-model: raw RGB uint8 pixels 0..255 in, logits out",
+        "temperature": float(temperature),
+        "training_data": training_data or {},
+        "metrics": metrics or {},
+        "files": {name: sha256_file(source) for name, source in sources.items()},
+    }
+    check_manifest(manifest)
     with atomic_dir(out_dir, replace=overwrite) as staging:
         for name, source in sources.items():
-            shutil.copyfile(source, staging / name)
-        manifest: BundleManifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "schema_version": BUNDLE_VERSION,
-            "kit_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "labels": list(labels),
-            "classifier": {**classifier_info, "file": CLASSIFIER_FILE},
-            "detector": (
-                {"file": DETECTOR_FILE, "kind": "blazeface_short_range", "input_size": 128}
-                if detector is not None
-                else None
-            ),
-            "crop": crop.to_dict(),
-            "normalization": "in-model: raw RGB uint8 pixels 0..255 in, logits out",
-            "temperature": float(temperature),
-            "training_data": training_data or {},
-            "metrics": metrics or {},
-            "files": {name: sha256_file(staging / name) for name in sources},
-        }
+            (staging / name).write_bytes(source.read_bytes())
         write_json(staging / MANIFEST, manifest)
+        _verify_files(staging, manifest)
+        _check_models(staging, manifest)
     return load_bundle(out_dir)
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Loads and verifies a bundle folder.
+    """Loads and verifies a bundle folder, failing closed before the first frame.
+
+    Every path the manifest names must lie inside the folder (no absolute paths, ``..`` or
+    links leading out); every file the loader opens (classifier and detector) must be listed
+    with its sha256 under exactly that path; the manifest must pass :func:`check_manifest`; and
+    the classifier's real input size, input dtype and output width must match the manifest.
 
     Raises:
-        BundleError: naming the file that is missing, unreadable or fails its checksum, or the
-            manifest field that is wrong.
+        BundleError: naming the file that is missing, unreadable, outside the bundle or fails
+            its checksum, or the manifest field that is wrong.
     """
     path = Path(path)
     manifest_path = path / MANIFEST
+    _inside(path, MANIFEST)
     if not manifest_path.is_file():
         raise BundleError(f"{manifest_path}: no bundle manifest (is {path} a bundle folder?).")
+    manifest = _read_manifest(manifest_path)
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BundleError(f"{manifest_path}: unreadable manifest ({error}).") from error
+        check_manifest(manifest)
+    except BundleError as error:
+        raise BundleError(f"{manifest_path}: {error}") from None
+    _verify_files(path, manifest)
+    _check_models(path, manifest)
+    return Bundle(path, manifest)
+
+
+def _read_manifest(manifest_path: Path) -> dict[str, Any]:
+    try:
+        with open(manifest_path, "rb") as handle:
+            data = handle.read(MAX_MANIFEST_BYTES + 1)
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ValueError(f"over {MAX_MANIFEST_BYTES} bytes")
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise BundleError(f"{manifest_path}: unreadable manifest ({error}).") from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"duplicate key {repeated[0]!r}")
+    return dict(pairs)
+
+
+# The manifest's schema ------------------------------------------------------------------------
+
+
+def _fail(field_name: str, wanted: str, value: Any) -> BundleError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return BundleError(f"field {field_name!r} must be {wanted}, got {shown}.")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _section(manifest: dict[str, Any], key: str, required: tuple[str, ...]) -> dict[str, Any]:
+    section = manifest.get(key)
+    if not isinstance(section, dict):
+        raise _fail(key, "an object", section)
+    for name in required:
+        if name not in section:
+            raise BundleError(f"missing field {key}.{name!r}.")
+    return section
+
+
+def check_manifest(manifest: Any) -> None:
+    """Checks a parsed ``bundle.json`` against the schema (types, required keys, values).
+
+    Raises:
+        BundleError: naming the first field that is missing or wrong.
+    """
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BundleError(f"{manifest_path}: not an affectlite bundle manifest.")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise BundleError("not an affectlite bundle manifest.")
+    version = manifest.get("format_version")
+    if not _is_int(version) or version < 1:
+        raise _fail("format_version", "a positive integer", version)
+    if version > FORMAT_VERSION:
         raise BundleError(
-            f"{manifest_path}: bundle format {manifest['format_version']} is newer than this "
-            f"kit understands ({FORMAT_VERSION}); upgrade affectlite."
+            f"bundle format {version} is newer than this kit understands ({FORMAT_VERSION}); "
+            "upgrade affectlite."
         )
-    for key in ("labels", "classifier", "crop", "files"):
+    for key in ("labels", "classifier", "crop", "temperature", "files"):
         if key not in manifest:
-            raise BundleError(f"{manifest_path}: missing field {key!r}.")
+            raise BundleError(f"missing field {key!r}.")
+    labels = manifest["labels"]
+    if not isinstance(labels, list) or len(labels) < 2:
+        raise _fail("labels", "a list of at least two names", labels)
+    if not all(isinstance(label, str) and label.strip() for label in labels):
+        raise _fail("labels", "non-empty strings", labels)
+    if len(set(labels)) != len(labels):
+        raise _fail("labels", "unique names", labels)
+    classifier = _section(manifest, "classifier", ("file", "input_size", "input_dtype"))
+    size = classifier["input_size"]
+    if not _is_int(size) or not 1 <= size <= 4096:
+        raise _fail("classifier.input_size", "an integer from 1 to 4096", size)
+    if classifier["input_dtype"] not in INPUT_DTYPES:
+        raise _fail(
+            "classifier.input_dtype",
+            f"one of {', '.join(INPUT_DTYPES)}",
+            classifier["input_dtype"],
+        )
+    if manifest.get("detector") is not None:
+        detector = _section(manifest, "detector", ("file", "input_size"))
+        if not _is_int(detector["input_size"]) or detector["input_size"] < 1:
+            raise _fail("detector.input_size", "a positive integer", detector["input_size"])
+    _check_crop(_section(manifest, "crop", ("margin", "square", "pad_value")))
+    temperature = manifest["temperature"]
+    if not _is_number(temperature) or temperature <= 0:
+        raise _fail("temperature", "a finite number > 0", temperature)
+    for key in ("metrics", "training_data"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            raise _fail(key, "an object", manifest[key])
+    _check_files(manifest)
+
+
+def _check_crop(crop: dict[str, Any]) -> None:
+    if not _is_number(crop["margin"]) or not 0 <= crop["margin"] <= 4:
+        raise _fail("crop.margin", "a number from 0 to 4", crop["margin"])
+    if not isinstance(crop["square"], bool):
+        raise _fail("crop.square", "true or false", crop["square"])
+    if not _is_int(crop["pad_value"]) or not 0 <= crop["pad_value"] <= 255:
+        raise _fail("crop.pad_value", "an integer from 0 to 255", crop["pad_value"])
+
+
+def _check_files(manifest: dict[str, Any]) -> None:
+    files = manifest["files"]
+    if not isinstance(files, dict) or not files:
+        raise _fail("files", "an object of file name → sha256", files)
+    for name, digest in files.items():
+        _relative(name)
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise _fail(f"files.{name}", "a sha256 (64 lower-case hex digits)", digest)
+    for role in _model_roles(manifest):
+        name = manifest[role]["file"]
+        _relative(name)
+        if name not in files:
+            raise BundleError(
+                f"{role}.file {name!r} has no sha256 under 'files' (every file the loader "
+                "opens must be listed by its exact path)."
+            )
+
+
+def _model_roles(manifest: dict[str, Any]) -> tuple[str, ...]:
+    return ("classifier", "detector") if manifest.get("detector") is not None else ("classifier",)
+
+
+# Files on disk -------------------------------------------------------------------------------
+
+
+def _relative(name: Any) -> PurePosixPath:
+    """``name`` as a relative path with no ``..``, checked without touching the disk."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        raise _fail("files", "relative paths inside the bundle", name)
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts or re.match(r"[A-Za-z]:", name):
+        raise BundleError(
+            f"file {name!r} is not a path inside the bundle (absolute paths and '..' are refused)."
+        )
+    return relative
+
+
+def _inside(root: Path, name: str) -> Path:
+    """The real path of ``root/name``, refused if a link leads it outside ``root``.
+
+    The message is the same whether or not the outside target exists.
+    """
+    real_root = root.resolve()
+    target = (real_root / _relative(name)).resolve()
+    if not target.is_relative_to(real_root):
+        raise BundleError(f"{root / name}: a link leading outside the bundle; refused.")
+    return target
+
+
+def _verify_files(root: Path, manifest: dict[str, Any]) -> None:
     for name, expected in manifest["files"].items():
-        file_path = path / name
-        if not file_path.is_file():
-            raise BundleError(f"{file_path}: listed in the manifest but missing.")
-        if sha256_file(file_path) != expected:
-            raise BundleError(f"{file_path}: checksum mismatch (file altered or corrupt).")
-    bundle = Bundle(path, manifest)
-    if bundle.classifier_path.name not in manifest["files"]:
-        raise BundleError(f"{manifest_path}: classifier file has no checksum.")
-    return bundle
+        target = _inside(root, name)
+        try:
+            info = os.stat(target)
+        except OSError:
+            raise BundleError(f"{root / name}: listed in the manifest but missing.") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleError(f"{root / name}: not a regular file.")
+        try:
+            actual = sha256_file(target)
+        except OSError as error:
+            raise BundleError(f"{root / name}: unreadable ({error.strerror}).") from None
+        if actual != expected:
+            raise BundleError(f"{root / name}: checksum mismatch (file altered or corrupt).")
+
+
+def _check_models(root: Path, manifest: dict[str, Any]) -> None:
+    """Builds each model's interpreter and compares its tensors with the manifest."""
+    from .runtime import load_interpreter  # Imported here: writing a bundle needs no runtime.
+
+    for role in _model_roles(manifest):
+        section = manifest[role]
+        path = root / section["file"]
+        try:
+            interpreter, _ = load_interpreter(_inside(root, section["file"]), num_threads=1)
+        except ValueError:
+            raise BundleError(f"{path}: not a loadable TFLite model.") from None
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(inputs) != 1 or not outputs:
+            raise BundleError(f"{path}: expected one input tensor, found {len(inputs)}.")
+        shape = [int(v) for v in inputs[0]["shape"]]
+        size = section["input_size"]
+        if len(shape) != 4 or shape[1:] != [size, size, 3]:
+            raise BundleError(
+                f"{path}: the model takes input of shape {shape}, but {MANIFEST} says "
+                f"{role}.input_size {size} (expected [1, {size}, {size}, 3])."
+            )
+        if role == "classifier":
+            _check_classifier(path, manifest, inputs[0], outputs)
+
+
+def _check_classifier(path: Path, manifest: dict[str, Any], inputs: dict, outputs: list) -> None:
+    dtype = np.dtype(inputs["dtype"]).name
+    if dtype != manifest["classifier"]["input_dtype"]:
+        raise BundleError(
+            f"{path}: the model's input is {dtype}, but {MANIFEST} says "
+            f"{manifest['classifier']['input_dtype']}."
+        )
+    labels = manifest["labels"]
+    if len(outputs) != 1 or int(outputs[0]["shape"][-1]) != len(labels):
+        widths = [int(o["shape"][-1]) for o in outputs]
+        raise BundleError(
+            f"{path}: the model outputs {widths} values but {MANIFEST} lists {len(labels)} labels."
+        )

@@ -7,8 +7,10 @@ graph, so the int8 model's input is the camera's pixels.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -20,6 +22,19 @@ Box = tuple[float, float, float, float]
 
 MIN_SIDE = 8
 """Images or face boxes smaller than this (pixels) carry no usable expression."""
+
+MAX_STILL_PIXELS = 40_000_000
+"""Stills whose header claims more pixels are refused before decoding: 40 MP decodes to
+120 MB of RGB, which a 1 GB Raspberry Pi still affords; a 20000×20000 PNG (2.5 GB) it does not."""
+
+REDUCED_PIXELS = 8_000_000
+"""Larger stills are decoded at 1/2, 1/4 or 1/8 scale (JPEG natively) to at most about this."""
+
+_REDUCED = {
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 class ImageError(InputError):
@@ -115,6 +130,151 @@ def read_image(path: str | Path) -> np.ndarray:
     except OSError as error:
         raise ImageError(f"{path}: cannot read ({error.strerror or error}).") from error
     return decode_image(data, str(path))
+
+
+@dataclass(frozen=True)
+class Still:
+    """A still image as read by :func:`read_still`.
+
+    Attributes:
+        rgb: the decoded ``uint8`` RGB pixels.
+        size: ``(width, height)`` the file's header declares.
+        reduction: 1, 2, 4 or 8: the file's pixels per decoded pixel along each side; multiply
+            coordinates in ``rgb`` by it to get the file's.
+    """
+
+    rgb: np.ndarray
+    size: tuple[int, int]
+    reduction: int = 1
+
+
+def read_still(path: str | Path, max_pixels: int = MAX_STILL_PIXELS) -> Still:
+    """Reads a still image for the device, with a memory limit: the one reader for image files
+    on the device (folder sources, single photos).
+
+    The size is read from the header (PNG, JPEG, BMP, WebP, TIFF) before any decoding; an image
+    over ``max_pixels`` is refused, and one over :data:`REDUCED_PIXELS` is decoded at 1/2, 1/4
+    or 1/8 scale (JPEG decodes directly at that scale). EXIF rotation is applied.
+
+    Raises:
+        ImageError: naming the file when it is unreadable, of an unknown format, over the
+            limit, or not decodable.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            size = header_size(handle)
+            if size is None:
+                raise ImageError(
+                    f"{path}: cannot read the image size from its header (corrupt, truncated or "
+                    "not a PNG, JPEG, BMP, WebP or TIFF file)."
+                )
+            width, height = size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"{path}: refused, {width}×{height} px is over the device limit of "
+                    f"{max_pixels:,} pixels (raise --max-pixels, or downscale the image)."
+                )
+            handle.seek(0)
+            data = handle.read()
+    except OSError as error:
+        raise ImageError(f"{path}: cannot read ({error.strerror or error}).") from error
+    reduction = next((r for r in (1, 2, 4, 8) if width * height <= REDUCED_PIXELS * r * r), 8)
+    if reduction == 1:
+        return Still(decode_image(data, str(path)), size)
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[reduction])
+    except cv2.error:
+        bgr = None
+    if bgr is None:
+        raise ImageError(f"{path}: not a readable image (corrupt, truncated or not an image file).")
+    return Still(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, reduction)
+
+
+def header_size(handle: BinaryIO) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG, JPEG, BMP, WebP or TIFF header, read without decoding;
+    ``None`` when the header is not one of these or is damaged."""
+    start = handle.read(32)
+    try:
+        if start.startswith(b"\x89PNG\r\n\x1a\n") and start[12:16] == b"IHDR":
+            return _positive(*struct.unpack(">II", start[16:24]))
+        if start.startswith(b"\xff\xd8"):
+            handle.seek(2)
+            return _jpeg_size(handle)
+        if start.startswith(b"BM"):
+            return _bmp_size(start)
+        if start.startswith(b"RIFF") and start[8:12] == b"WEBP":
+            return _webp_size(start)
+        if start[:4] in (b"II*\0", b"MM\0*"):
+            return _tiff_size(handle, "<" if start[:2] == b"II" else ">")
+    except (struct.error, ValueError, OSError):
+        return None
+    return None
+
+
+def _positive(width: int, height: int) -> tuple[int, int] | None:
+    return (width, height) if width > 0 and height > 0 else None
+
+
+def _jpeg_size(handle: BinaryIO) -> tuple[int, int] | None:
+    """Walks the JPEG segments to the first start-of-frame marker."""
+    while True:
+        byte = handle.read(1)
+        if byte != b"\xff":
+            return None
+        marker = handle.read(1)
+        while marker == b"\xff":  # fill bytes
+            marker = handle.read(1)
+        if not marker or marker in (b"\xd9", b"\xda"):  # end of image, start of scan
+            return None
+        if 0xD0 <= marker[0] <= 0xD8 or marker[0] == 0x01:  # markers without a length
+            continue
+        (length,) = struct.unpack(">H", handle.read(2))
+        if length < 2:
+            return None
+        if 0xC0 <= marker[0] <= 0xCF and marker[0] not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">xHH", handle.read(5))
+            return _positive(width, height)
+        handle.seek(length - 2, 1)
+
+
+def _bmp_size(start: bytes) -> tuple[int, int] | None:
+    (header,) = struct.unpack("<I", start[14:18])
+    if header == 12:  # BITMAPCOREHEADER
+        return _positive(*struct.unpack("<HH", start[18:22]))
+    width, height = struct.unpack("<ii", start[18:26])
+    return _positive(width, abs(height))
+
+
+def _webp_size(start: bytes) -> tuple[int, int] | None:
+    chunk = start[12:16]
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", start[26:30])
+        return _positive(width & 0x3FFF, height & 0x3FFF)
+    if chunk == b"VP8L":
+        (bits,) = struct.unpack("<I", start[21:25])
+        return _positive((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+    if chunk == b"VP8X":
+        width = int.from_bytes(start[24:27], "little") + 1
+        height = int.from_bytes(start[27:30], "little") + 1
+        return _positive(width, height)
+    return None
+
+
+def _tiff_size(handle: BinaryIO, order: str) -> tuple[int, int] | None:
+    """Width and length from the first image file directory."""
+    handle.seek(4)
+    (offset,) = struct.unpack(order + "I", handle.read(4))
+    handle.seek(offset)
+    (count,) = struct.unpack(order + "H", handle.read(2))
+    found: dict[int, int] = {}
+    for _ in range(count):
+        tag, kind, _, value = struct.unpack(order + "HHI4s", handle.read(12))
+        if tag in (256, 257) and kind in (3, 4):
+            found[tag] = struct.unpack(order + ("H2x" if kind == 3 else "I"), value)[0]
+    if 256 not in found or 257 not in found:
+        return None
+    return _positive(found[256], found[257])
 
 
 def expand_box(box: Box, policy: CropPolicy) -> tuple[int, int, int, int]:

@@ -9,8 +9,16 @@ JSON line per frame::
      "total": 12.3}, "error": null}
 
 A camera that is missing at start or lost mid-run produces lines with ``"error"`` set and no
-faces, and is reopened with exponential back-off. ``--rss-every N`` adds the process's resident
-memory (``rss_mb``) to every N-th line, for soak tests. Examples::
+faces, and is reopened with exponential back-off. Still images over ``--max-pixels`` are refused
+from their header, with an error line naming the ``file``; large ones are decoded at reduced size
+(``"decoded_at": "1/2"``, boxes still in the file's pixels). ``--rss-every N`` adds the current
+and peak resident memory (``rss_mb``, ``rss_peak_mb``) to every N-th line, for soak tests.
+
+``--jsonl FILE`` is written as ``FILE.partial`` (one run per file) and renamed when the run
+completes; ``--jsonl -`` is standard output. SIGTERM or SIGINT on a finite source (files,
+folders, a video without ``--loop``) appends ``{"event": "interrupted", ...}``, keeps the
+``.partial`` name and exits 143 / 130; on a camera or a looping video SIGTERM is a normal stop.
+Examples::
 
     affectlite run --source picamera2 --bundle bundle/ --jsonl faces.jsonl
     affectlite run --source 0 --bundle bundle/ --show
@@ -20,32 +28,44 @@ memory (``rss_mb``) to every N-th line, for soak tests. Examples::
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import cv2
 import numpy as np
 
 from affectlite.errors import AffectliteError, EnvironmentProblem, InputError
+from affectlite.files import FILE_MODE
 from affectlite.options import add_bundle
 
 from .bundle import load_bundle
 from .detector import DETECTORS
 from .pipeline import STAGES, FrameResult, Pipeline, PipelineConfig
-from .sources import Backoff, FrameSource, ReconnectingSource, SourceError, open_source
+from .preprocess import MAX_STILL_PIXELS
+from .sources import (
+    Backoff,
+    FrameSource,
+    ImageFilesSource,
+    ReconnectingSource,
+    SourceError,
+    open_source,
+)
 
 WINDOW = "affectlite"
+log = logging.getLogger(__name__)
 
 
 class RunnerError(EnvironmentProblem):
@@ -60,10 +80,25 @@ def rss_bytes() -> int:
             pages = int(handle.read().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        import resource  # Unix only; not needed where /proc exists.
+        return peak_rss_bytes()
 
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
+
+def peak_rss_bytes() -> int:
+    """The most resident memory this process has used: ``VmHWM`` from ``/proc`` (Linux and
+    Android), elsewhere ``getrusage``'s ``ru_maxrss``. Linux's ``ru_maxrss`` is not used where
+    ``/proc`` exists: it keeps the peak of the parent's address space across ``fork``/``exec``,
+    so a runner started by a large process would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource  # Unix only; not needed where /proc exists.
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +148,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--loop", action="store_true", help="restart a video or folder at its end")
     parser.add_argument(
+        "--max-pixels",
+        type=float,
+        default=MAX_STILL_PIXELS,
+        help="refuse still images over this many pixels, from their header (default 40e6)",
+    )
+    parser.add_argument(
         "--rss-every",
         type=int,
         default=0,
@@ -161,47 +202,151 @@ class RunStats:
         return (
             f"{self.frames} frames, {self.faces} faces, {self.errors} source errors, "
             f"{fps:.1f} frames/s; mean ms: {means}; resident memory "
-            f"{self.rss_start / mib:.1f} → {self.rss_end / mib:.1f} MiB"
+            f"{self.rss_start / mib:.1f} → {self.rss_end / mib:.1f} MiB, "
+            f"peak {peak_rss_bytes() / mib:.1f} MiB"
         )
+
+
+class OutputError(AffectliteError):
+    """The ``--jsonl`` file cannot be created or written (exit 2 before the run, 1 during it)."""
 
 
 class JsonLines:
     """Writes one JSON object per line, flushed at once, to a file or standard output.
 
-    A file is written as ``NAME.partial`` and renamed to ``NAME`` when the run ends, so a
-    complete file never looks unfinished and an interrupted one keeps every line written.
+    A file is written as ``NAME.partial``, created exclusively and held under an exclusive
+    ``flock`` while the run lasts, and renamed to ``NAME`` when the run completes: a second
+    run on the same path is refused, a complete file never looks unfinished, and a stopped or
+    failed run keeps every whole line under the ``.partial`` name. A ``.partial`` that no live
+    process holds (its writer is gone; the kernel drops the lock with the process) is replaced,
+    with a warning. Lines are written whole: after a failed write (a full disk) the file is cut
+    back to the last complete line.
+
+    Args:
+        path: the output file; ``None`` or ``-`` for standard output.
     """
 
     def __init__(self, path: Path | None) -> None:
-        self.path = path
+        self.path = None if path is None or str(path) == "-" else Path(path)
         self._lock = threading.Lock()
-        self._partial = path.with_name(path.name + ".partial") if path else None
-        self._handle: IO[str] | None = None
+        self.partial = self.path.with_name(self.path.name + ".partial") if self.path else None
+        self._fd: int | None = None
+        self._good = 0
 
-    def __enter__(self) -> JsonLines:
-        if self._partial is not None:
-            self._partial.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self._partial, "w", encoding="utf-8")  # noqa: SIM115
-        return self
+    def open(self) -> None:
+        """Creates and locks the ``.partial`` file, before any other work.
+
+        Raises:
+            OutputError: if the path is a folder, cannot be created, or another run writes it.
+        """
+        if self.path is None:
+            return
+        if self.path.is_dir():
+            raise OutputError(f"--jsonl {self.path} is a folder; give a file name inside it.")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        except OSError as error:
+            raise OutputError(
+                f"--jsonl {self.path}: cannot create a file there ({error.strerror}); choose a "
+                "writable folder."
+            ) from None
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.fchmod(handle, FILE_MODE)
+        try:
+            self._claim(Path(name))
+        except BaseException:
+            os.close(handle)
+            Path(name).unlink(missing_ok=True)
+            raise
+        self._fd = handle
+
+    def _claim(self, locked: Path) -> None:
+        """Puts the locked file ``locked`` at the ``.partial`` name, unless a live run holds it."""
+        try:
+            os.link(locked, self.partial)  # fails if the name exists: exclusive, like O_EXCL
+            os.unlink(locked)
+        except FileExistsError:
+            self._replace_stale(locked)
+
+    def _replace_stale(self, locked: Path) -> None:
+        try:
+            old = os.open(self.partial, os.O_RDONLY)
+        except OSError as error:
+            raise OutputError(f"--jsonl {self.partial}: cannot open ({error.strerror}).") from None
+        try:
+            try:
+                fcntl.flock(old, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OutputError(
+                    f"--jsonl {self.path}: another affectlite run is writing "
+                    f"{self.partial.name}; wait for it to end or choose another --jsonl."
+                ) from None
+            log.warning(
+                "Replacing %s, left by a run that is no longer running (stopped or failed).",
+                self.partial,
+            )
+            os.replace(locked, self.partial)
+        finally:
+            os.close(old)  # Held until the new file is in place, so no third run slips in.
 
     def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":")) + "\n"
+        """Appends one line.
+
+        Raises:
+            OutputError: when the file cannot take the line (e.g. the disk is full); the
+                file then ends with the last complete line.
+        """
+        try:
+            line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
+        except ValueError:  # NaN or infinity (a broken model's output) is not JSON: null
+            line = json.dumps(_finite(record), separators=(",", ":")) + "\n"
         with self._lock:
-            stream = self._handle or sys.stdout
-            stream.write(line)
-            stream.flush()
+            if self._fd is None:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                return
+            data = line.encode("utf-8")
+            try:
+                while data:
+                    data = data[os.write(self._fd, data) :]
+            except OSError as error:
+                os.ftruncate(self._fd, self._good)
+                raise OutputError(
+                    f"cannot write {self.partial} ({error.strerror}); the {self._good} bytes "
+                    "of whole lines written so far are kept there."
+                ) from None
+            self._good = os.lseek(self._fd, 0, os.SEEK_CUR)
 
     def discard(self) -> None:
         """Drops the output file (the run never started)."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-            self._partial.unlink(missing_ok=True)
+        if self._fd is not None:
+            self.partial.unlink(missing_ok=True)
+            self.close()
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            os.replace(self._partial, self.path)
+    def finish(self) -> None:
+        """Renames the complete ``.partial`` file to its final name."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.replace(self.partial, self.path)
+            self.close()
+
+    def close(self) -> None:
+        """Closes the file, keeping the ``.partial`` name (and releasing the lock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None``."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def check_display() -> None:
@@ -261,8 +406,14 @@ def run_loop(
         current = getattr(source, "current_path", None)
         if current is not None:
             record["file"] = str(current)
+        reduction = getattr(source, "current_reduction", 1)
+        if reduction > 1:  # a large still decoded at reduced size: boxes in the file's pixels
+            record["decoded_at"] = f"1/{reduction}"
+            for face in record["faces"]:
+                face["box"] = [round(v * reduction, 1) for v in face["box"]]
         if rss_every and stats.frames % rss_every == 0:
             record["rss_mb"] = round(rss_bytes() / (1 << 20), 2)
+            record["rss_peak_mb"] = round(peak_rss_bytes() / (1 << 20), 2)
         emit(record)
         stats.add(result)
         if display and not show(frame, result):
@@ -274,6 +425,8 @@ def _config(args: argparse.Namespace) -> tuple[PipelineConfig, Backoff]:
         raise InputError(f"--max-frames must be at least 1, got {args.max_frames}.")
     if args.rss_every < 0:
         raise InputError(f"--rss-every must be >= 0, got {args.rss_every}.")
+    if not args.max_pixels >= 1:
+        raise InputError(f"--max-pixels must be at least 1, got {args.max_pixels}.")
     config = PipelineConfig(
         num_threads=args.threads,
         detector=args.detector,
@@ -288,47 +441,85 @@ def _config(args: argparse.Namespace) -> tuple[PipelineConfig, Backoff]:
 
 
 @contextmanager
-def _on_sigterm(handler: Callable[[], None]) -> Iterator[None]:
-    """Lets ``systemctl stop`` end the run cleanly (the output file is completed)."""
+def _on_signals(handler: Callable[[int], None]) -> Iterator[None]:
+    """Routes SIGTERM (``systemctl stop``) and SIGINT (Ctrl-C) to ``handler`` while the run
+    lasts, so the output file is ended cleanly."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: handler())
+    previous = {sig: signal.signal(sig, lambda signum, _: handler(signum)) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _fail(message: object, status: int = 2) -> int:
+    print(f"affectlite run: {message}", file=sys.stderr)
+    return status
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="affectlite run: %(message)s")
-    config, backoff = _config(args)
-    if args.show:
-        check_display()
-    pipeline = Pipeline(load_bundle(args.bundle), config)
+    out = JsonLines(args.jsonl)
+    try:
+        config, backoff = _config(args)
+        if args.show:
+            check_display()
+        out.open()
+    except (AffectliteError, OutputError) as error:
+        return _fail(error)
+    try:
+        pipeline = Pipeline(load_bundle(args.bundle), config)
+    except AffectliteError as error:
+        out.discard()
+        return _fail(error)
+    except BaseException:
+        out.discard()
+        raise
+    try:
+        return _run(args, pipeline, out, backoff)
+    except OutputError as error:
+        return _fail(error, 1)
+    finally:
+        out.close()
+
+
+def _run(args: argparse.Namespace, pipeline: Pipeline, out: JsonLines, backoff: Backoff) -> int:
+    """Runs the opened output and pipeline over the source; returns the exit status."""
     stats = RunStats()
     stop = threading.Event()
     opened: list[FrameSource] = []
+    received: list[int] = []
 
-    def halt() -> None:
+    def halt(signum: int) -> None:
+        received.append(signum)
         stop.set()
         for source in opened:
             if isinstance(source, ReconnectingSource):
                 source.close()  # Ends a back-off wait for a missing camera at once.
 
+    def report(message: str) -> None:
+        stats.errors += 1
+        out.write({"frame": None, **FrameResult.failure(message).to_dict()})
+
+    def skip(path: Path, message: str) -> None:
+        out.write({"frame": None, "file": str(path), **FrameResult.failure(message).to_dict()})
+
     options = {"loop": True} if args.loop else {}
     status = 0
-    with JsonLines(args.jsonl) as out, _on_sigterm(halt):
-
-        def report(message: str) -> None:
-            stats.errors += 1
-            out.write({"frame": None, **FrameResult.failure(message).to_dict()})
-
+    with _on_signals(halt):
         try:
             source = open_source(args.source, backoff=backoff, on_error=report, **options)
         except AffectliteError:
             out.discard()
             raise
+        if isinstance(source, ImageFilesSource):
+            source.max_pixels, source.on_skip = int(args.max_pixels), skip
         opened.append(source)
         try:
             with source:
@@ -347,10 +538,27 @@ def run(args: argparse.Namespace) -> int:
             status = 1
         finally:
             stats.rss_end = rss_bytes()
+    finite = not source.live and not args.loop
+    if received and finite:
+        name = signal.Signals(received[0]).name
+        out.write({"event": "interrupted", "signal": name, "frames": stats.frames})
+        out.close()
+        _fail(f"stopped by {name}; the output {out.partial or ''} is incomplete.", 0)
+        status = 128 + received[0]
+    else:
+        out.finish()
+        if received and received[0] == signal.SIGINT:
+            status = 128 + signal.SIGINT
+    _print_summary(stats, source)
+    return status
+
+
+def _print_summary(stats: RunStats, source: FrameSource) -> None:
     print(f"affectlite run: {stats.summary()}", file=sys.stderr)
+    for warning in getattr(source, "warnings", []):
+        print(f"affectlite run: warning: {warning}", file=sys.stderr)
     skipped = getattr(source, "skipped", [])
     if skipped:
         print(f"affectlite run: skipped {len(skipped)} unreadable image(s):", file=sys.stderr)
         for message in skipped:
             print(f"  {message}", file=sys.stderr)
-    return status

@@ -8,7 +8,9 @@ TensorFlow). The device path never needs TensorFlow.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import logging
 import os
 from dataclasses import dataclass
 from importlib import metadata
@@ -17,6 +19,8 @@ from typing import Any
 
 from affectlite.errors import EnvironmentProblem, InputError
 from affectlite.quiet import native_stderr
+
+log = logging.getLogger(__name__)
 
 _CANDIDATES = (
     ("ai-edge-litert", "ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -40,9 +44,45 @@ class RuntimeInfo:
 
 
 def default_threads() -> int:
-    """Threads for inference: ``AFFECTLITE_THREADS`` if set, else the CPU count (at most 4)."""
-    value = os.environ.get("AFFECTLITE_THREADS")
-    return int(value) if value else min(4, os.cpu_count() or 1)
+    """Threads for inference: ``AFFECTLITE_THREADS`` if set, else the CPU count (at most 4).
+
+    Raises:
+        InputError: if ``AFFECTLITE_THREADS`` is set to anything but a whole number ≥ 1.
+    """
+    value = os.environ.get("AFFECTLITE_THREADS", "").strip()
+    if not value:
+        return min(4, os.cpu_count() or 1)
+    if not value.isdigit() or int(value) < 1:
+        raise InputError(
+            f"AFFECTLITE_THREADS={value!r}: must be a whole number of threads, at least 1 "
+            "(or unset it to use the CPU count, at most 4)."
+        )
+    return check_threads(int(value))
+
+
+def check_threads(threads: int) -> int:
+    """Returns ``threads``, warning once when it exceeds this machine's cores.
+
+    Raises:
+        InputError: for fewer than one thread.
+    """
+    if threads < 1:
+        raise InputError(f"Interpreter threads must be at least 1, got {threads}.")
+    cores = os.cpu_count() or 1
+    if threads > cores:
+        _warn_oversubscribed(threads, cores)
+    return threads
+
+
+@functools.cache
+def _warn_oversubscribed(threads: int, cores: int) -> None:
+    log.warning(
+        "%d interpreter threads on a machine with %d cores: threads above the core count only "
+        "add switching overhead; use at most %d.",
+        threads,
+        cores,
+        cores,
+    )
 
 
 def _interpreter_class(prefer: str | None) -> tuple[type, RuntimeInfo]:
@@ -88,11 +128,12 @@ def load_interpreter(
 
     Raises:
         FileNotFoundError: if a model path does not exist.
+        InputError: for fewer than one thread or a bad ``AFFECTLITE_THREADS``.
         RuntimeUnavailable: if no runtime is installed.
         ValueError: if the file is not a valid TFLite model.
     """
     interpreter_class, info = _interpreter_class(prefer)
-    threads = num_threads or default_threads()
+    threads = default_threads() if num_threads is None else check_threads(num_threads)
     if isinstance(model, bytes):
         kwargs = {"model_content": model}
         name = "<model bytes>"

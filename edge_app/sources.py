@@ -26,7 +26,7 @@ import numpy as np
 
 from affectlite.errors import EnvironmentProblem, InputError
 
-from .preprocess import ImageError, read_image
+from .preprocess import MAX_STILL_PIXELS, ImageError, read_still
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,9 @@ class OpenCVSource(FrameSource):
         self.loop = loop
         self.resolution = resolution
         self.name = f"camera {target}" if self.live else str(target)
+        self.warnings: list[str] = []
         self._capture: cv2.VideoCapture | None = None
+        self._frames = 0
 
     def open(self) -> None:
         if self._capture is not None:
@@ -124,9 +126,12 @@ class OpenCVSource(FrameSource):
         ok, frame = self._capture.read()
         if not ok and self.live:
             raise SourceError(f"{self.name} stopped delivering frames (unplugged or busy?).")
+        if not ok:
+            self._check_length()
         if not ok and self.loop:
             self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, frame = self._capture.read()
+        self._frames += ok
         return _bgr_to_rgb(frame) if ok else None
 
     @property
@@ -135,6 +140,18 @@ class OpenCVSource(FrameSource):
         rate = self._capture.get(cv2.CAP_PROP_FPS) if self._capture is not None else 0.0
         return rate if rate > 0 else None
 
+    def _check_length(self) -> None:
+        """Warns once when a video file ends before the frame count its header declares."""
+        declared = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if 0 < self._frames < declared and not self.warnings:
+            message = (
+                f"{self.name}: the video ended after {self._frames} of the {declared} frames its "
+                "header declares (truncated or damaged file)."
+            )
+            self.warnings.append(message)
+            log.warning("%s", message)
+        self._frames = 0
+
     def close(self) -> None:
         if self._capture is not None:
             self._capture.release()
@@ -142,24 +159,38 @@ class OpenCVSource(FrameSource):
 
 
 class ImageFilesSource(FrameSource):
-    """Photos, one frame each, decoded by :func:`~.preprocess.read_image` (the one decoder for
-    stills). ``still`` tells the runner that frames are unrelated photos: no tracking or
-    smoothing across them. Unreadable images are logged, listed in ``skipped`` and passed over;
-    they never end the stream.
+    """Photos, one frame each, read by :func:`~.preprocess.read_still` (the one decoder for
+    stills): an image over ``max_pixels`` is refused from its header, a large one decoded at
+    reduced size (``current_reduction``). ``still`` tells the runner that frames are unrelated
+    photos: no tracking or smoothing across them. Unreadable or refused images are logged,
+    listed in ``skipped``, passed to ``on_skip`` and passed over; they never end the stream.
 
     Args:
         paths: the image files, in the order to read them.
         loop: start again after the last image.
+        max_pixels: the largest image accepted, in pixels.
+        on_skip: called with the path and the reason of each skipped image.
     """
 
     still = True
 
-    def __init__(self, paths: list[str | Path], loop: bool = False) -> None:
+    def __init__(
+        self,
+        paths: list[str | Path],
+        loop: bool = False,
+        max_pixels: int = MAX_STILL_PIXELS,
+        on_skip: Callable[[Path, str], None] | None = None,
+    ) -> None:
+        if max_pixels < 1:
+            raise InputError(f"max_pixels must be at least 1, got {max_pixels}.")
         self.paths = [Path(p) for p in paths]
         self.loop = loop
+        self.max_pixels = max_pixels
+        self.on_skip = on_skip
         self.name = ", ".join(map(str, self.paths[:3])) + (" …" if len(self.paths) > 3 else "")
         self.skipped: list[str] = []
         self.current_path: Path | None = None
+        self.current_reduction = 1
         self._next = 0
 
     def open(self) -> None:
@@ -178,16 +209,21 @@ class ImageFilesSource(FrameSource):
             path = self.paths[self._next]
             self._next += 1
             try:
-                frame = read_image(path)
+                still = read_still(path, self.max_pixels)
             except ImageError as error:
-                message = str(error)
-                if message not in self.skipped:
-                    self.skipped.append(message)
-                log.warning("Skipping %s", message)
+                self._skip(path, str(error))
                 continue
-            self.current_path = path
-            return frame
+            self.current_path, self.current_reduction = path, still.reduction
+            return still.rgb
         return None
+
+    def _skip(self, path: Path, message: str) -> None:
+        if message in self.skipped:
+            return  # reported once, not once per loop
+        self.skipped.append(message)
+        log.warning("Skipping %s", message)
+        if self.on_skip is not None:
+            self.on_skip(path, message)
 
     def close(self) -> None:
         self.current_path = None
@@ -218,10 +254,17 @@ class ImageFolderSource(ImageFilesSource):
     Args:
         folder: the folder to read.
         loop: start again after the last image.
+        max_pixels, on_skip: as for :class:`ImageFilesSource`.
     """
 
-    def __init__(self, folder: str | Path, loop: bool = False) -> None:
-        super().__init__([], loop)
+    def __init__(
+        self,
+        folder: str | Path,
+        loop: bool = False,
+        max_pixels: int = MAX_STILL_PIXELS,
+        on_skip: Callable[[Path, str], None] | None = None,
+    ) -> None:
+        super().__init__([], loop, max_pixels, on_skip)
         self.folder = Path(folder)
         self.name = str(self.folder)
 
@@ -606,7 +649,7 @@ class ReconnectingSource(FrameSource):
 
 def make_source(spec: str, **options: Any) -> FrameSource:
     """Builds (does not open) the source for ``spec``: ``"picamera2"``, ``"android"``, a webcam
-    index (``"0"``), a video file, an image file or an image folder. ``options`` go to that
+    index (``"0"``), a video file, an image folder or one image file. ``options`` go to that
     source's class.
 
     Raises:

@@ -60,25 +60,27 @@ def test_grey_and_alpha_sources_become_rgb():
         crop_face(np.zeros((10, 10, 3), np.uint8), (50, 50, 5, 5), 8)
 
 
-def _fake_bundle(tmp_path):
+def _small_bundle(tmp_path, tiny_bundle):
+    """A classifier-only bundle holding the tiny test classifier (32 px, float32 input)."""
     model = tmp_path / "m.tflite"
-    model.write_bytes(b"TFL3" + bytes(range(256)))
-    return write_bundle(tmp_path / "bundle", model, {"input_size": 48})
+    model.write_bytes(tiny_bundle.classifier_path.read_bytes())
+    info = {"input_size": 32, "input_dtype": "float32"}
+    return write_bundle(tmp_path / "bundle", model, info)
 
 
-def test_bundle_round_trip_and_refusal_to_overwrite(tmp_path):
-    bundle = _fake_bundle(tmp_path)
+def test_bundle_round_trip_and_refusal_to_overwrite(tmp_path, tiny_bundle):
+    bundle = _small_bundle(tmp_path, tiny_bundle)
     manifest = json.loads((bundle.path / "bundle.json").read_text())
     assert manifest["labels"] == list(labels.LABELS)
     assert set(manifest["files"]) == {"classifier.tflite"}
-    assert load_bundle(bundle.path).input_size == 48
+    assert load_bundle(bundle.path).input_size == 32
     with pytest.raises(BundleError, match="already exists"):
-        write_bundle(bundle.path, tmp_path / "m.tflite", {"input_size": 48})
+        write_bundle(bundle.path, tmp_path / "m.tflite", bundle.manifest["classifier"])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle")]
 
 
-def test_a_flipped_byte_fails_loading_with_the_file_named(tmp_path):
-    bundle = _fake_bundle(tmp_path)
+def test_a_flipped_byte_fails_loading_with_the_file_named(tmp_path, tiny_bundle):
+    bundle = _small_bundle(tmp_path, tiny_bundle)
     data = bytearray(bundle.classifier_path.read_bytes())
     data[10] ^= 0xFF
     bundle.classifier_path.write_bytes(bytes(data))
@@ -86,8 +88,8 @@ def test_a_flipped_byte_fails_loading_with_the_file_named(tmp_path):
         load_bundle(bundle.path)
 
 
-def test_missing_file_and_bad_manifest_are_named(tmp_path):
-    bundle = _fake_bundle(tmp_path)
+def test_missing_file_and_bad_manifest_are_named(tmp_path, tiny_bundle):
+    bundle = _small_bundle(tmp_path, tiny_bundle)
     bundle.classifier_path.unlink()
     with pytest.raises(BundleError, match="classifier.tflite: listed in the manifest but missing"):
         load_bundle(bundle.path)

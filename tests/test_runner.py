@@ -281,8 +281,11 @@ def test_runner_on_a_folder_with_no_face_dark_and_corrupt_images(
     done = affectlite_run("--source", folder, "--bundle", tiny_bundle.path, "--jsonl", out)
     assert done.returncode == 0, done.stderr
     lines = read_lines(out)
-    assert [Path(line["file"]).name for line in lines] == list(images)
-    assert [len(line["faces"]) for line in lines] == [1, 0, 0, 0]
+    frames = [line for line in lines if line["frame"] is not None]
+    assert [Path(line["file"]).name for line in frames] == list(images)
+    assert [len(line["faces"]) for line in frames] == [1, 0, 0, 0]
+    (skipped,) = [line for line in lines if line["frame"] is None]  # reported in the stream
+    assert Path(skipped["file"]).name == "e_corrupt.jpg" and "e_corrupt.jpg" in skipped["error"]
     assert "skipped 1 unreadable image" in done.stderr and "e_corrupt.jpg" in done.stderr
 
 

@@ -47,9 +47,11 @@ class DetectedSplit:
     summary: dict
 
 
-def load_predictor(path: str | Path, num_threads: int | None = None) -> Predictor:
+def load_predictor(
+    path: str | Path, num_threads: int | None = None, allow_legacy_h5: bool = False
+) -> Predictor:
     """Opens a bundle folder (``"default"``: the shipped bundle), a ``.tflite`` file or a
-    ``.keras`` model."""
+    ``.keras`` model (a legacy ``.h5`` only with ``allow_legacy_h5``)."""
     from affectlite.edge_app.bundle import resolve_bundle
 
     path = resolve_bundle(path)
@@ -86,11 +88,9 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
             _batched(classifier.logits, 64),
         )
     if path.suffix in (".keras", ".h5"):
-        import keras
+        from affectlite.convert.converter import load_keras_model
 
-        import affectlite.train.model  # noqa: F401  (registers the in-model preprocessing layer)
-
-        model = keras.models.load_model(path)
+        model = load_keras_model(path, allow_legacy_h5)
         size = int(model.input_shape[1])
         return Predictor(
             str(path),
@@ -207,6 +207,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "does (the largest face where there are several; dataset face boxes are ignored); "
         "images without a face are counted and listed in the report",
     )
+    parser.add_argument(
+        "--allow-legacy-h5",
+        action="store_true",
+        help="accept a legacy .h5 model (only one you trust: loading it can run code)",
+    )
     add_json(parser)
     parser.add_argument("--png", type=Path, help="confusion matrix PNG (default: beside --json)")
 
@@ -219,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
 
     index = load_dataset(args.data, args.format, args.split, ferplus_mode=args.ferplus_mode)
     index = limit_samples(index, args.limit, args.seed)
-    predictor = load_predictor(args.model, args.threads)
+    predictor = load_predictor(args.model, args.threads, args.allow_legacy_h5)
     if args.detect:
         found = detect_split(index, predictor, args.threads)
         report = evaluate(predictor, found.images, found.labels)
