@@ -275,7 +275,7 @@ def _tiny_model(size: int):
     return keras.Model(inputs, keras.layers.Dense(len(LABELS))(x), name="tiny")
 
 
-def test_calibrate_cli_errors(photo_folder, tmp_path, capsys):
+def test_calibrate_cli_errors(photo_folder, tiny_bundle, tmp_path, capsys):
     blank = tmp_path / "blank"
     blank.mkdir()
     cv2.imwrite(str(blank / "grey.png"), np.full((200, 200, 3), 100, np.uint8))
@@ -292,12 +292,7 @@ def test_calibrate_cli_errors(photo_folder, tmp_path, capsys):
     assert "--data PATH --format F" in capsys.readouterr().err
 
     bundle = tmp_path / "bundle"
-    from affectlite.edge_app.bundle import write_bundle
-    from affectlite.edge_app.detector import blazeface_model_path
-
-    write_bundle(
-        bundle, blazeface_model_path(), {"input_size": 32}, detector=blazeface_model_path()
-    )
+    shutil.copytree(tiny_bundle.path, bundle)
     with open(bundle / "classifier.tflite", "ab") as handle:
         handle.write(b"tampered")
     assert (
