@@ -318,6 +318,18 @@ class JsonLines:
                 ) from None
             self._good = os.lseek(self._fd, 0, os.SEEK_CUR)
 
+    def __enter__(self) -> JsonLines:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: type | None, *rest: object) -> None:
+        """A block that ended normally gets the final name; one that raised keeps
+        ``.partial``, so its output never looks complete."""
+        if exc_type is None:
+            self.finish()
+        else:
+            self.close()
+
     def discard(self) -> None:
         """Drops the output file (the run never started)."""
         if self._fd is not None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import keras
+import numpy as np
 import pytest
 
 from affectlite.cli import main
 from affectlite.convert.converter import load_keras_model
-from affectlite.convert.export import convert_to_bundle
+from affectlite.convert.export import BundleOptions, convert_to_bundle
 from affectlite.convert.quantization import QuantizationConfig
 from affectlite.edge_app.labels import LABELS
 from affectlite.errors import InputError
@@ -37,7 +39,7 @@ def test_convert_writes_no_report_when_the_bundle_cannot_be_written(tiny_model, 
     report = tmp_path / "report"
     with pytest.raises(OSError):
         convert_to_bundle(tiny_model, QuantizationConfig.for_float32(), tmp_path / "file" / "b",
-                          report_dir=report)  # fmt: skip
+                          options=BundleOptions(report_dir=report))  # fmt: skip
     assert not (report / "conversion.json").exists()  # (success: see test_convert.py)
 
 
@@ -47,13 +49,17 @@ def test_legacy_h5_models_are_refused_unless_allowed(tiny_model, tmp_path, capsy
     with pytest.raises(InputError, match="legacy HDF5 .* pass --allow-legacy-h5"):
         load_keras_model(path)
     assert load_keras_model(path, allow_legacy_h5=True).output_shape == (None, len(LABELS))
-    data = ["--data", str(tmp_path), "--format", "folder"]
+    faces = tmp_path / "faces" / "neutral"
+    faces.mkdir(parents=True)
+    cv2.imwrite(str(faces / "face.png"), np.full((48, 48, 3), 128, np.uint8))
+    data = ["--data", str(faces.parent), "--format", "folder", "--split", "train"]
     assert main(["evaluate", "--model", str(path), *data]) == 2
     assert "pass --allow-legacy-h5" in capsys.readouterr().err
     assert (
         main(
             [
                 "convert",
+                "--model",
                 str(path),
                 "--mode",
                 "float32",
