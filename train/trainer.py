@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -232,6 +233,7 @@ def train(
     resume: bool = False,
     verbose: int | str = "auto",
     data_summary: dict | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict:
     """Trains a classifier and writes the run folder.
 
@@ -244,6 +246,7 @@ def train(
         resume: continue an interrupted run with its saved configuration.
         verbose: Keras' progress output.
         data_summary: what the data was, saved in ``config.json``.
+        callbacks: more Keras callbacks for ``fit`` (e.g. progress reporting).
 
     Returns:
         The validation report of the best model (also saved as ``metrics.json``).
@@ -295,12 +298,13 @@ def train(
                 val_split,
                 run_dir,
                 verbose,
+                callbacks,
             )
     return _finish(run_dir, val_split, config, policy, time.time() - started)
 
 
 def _run_phase(
-    model, strategy, config, phase, first, end, peak, steps, data, val, run_dir, verbose
+    model, strategy, config, phase, first, end, peak, steps, data, val, run_dir, verbose, extra
 ) -> None:
     done = run_dir / f"phase-{phase}.weights.h5"
     if done.exists():
@@ -316,6 +320,7 @@ def _run_phase(
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase), double_checkpoint=True),
+        *extra,
     ]
     model.fit(
         data,
