@@ -14,6 +14,10 @@ import numpy as np
 
 from affectlite.edge_app.labels import NUM_CLASSES
 
+# Imported here, not lazily: it registers GreyPreprocess, so a saved compact model loads in any
+# process that imports this module (convert, evaluate, calibrate --fit-temperature).
+from affectlite.train.compact import build_compact
+
 IMAGENET_HINT = (
     "ImageNet weights for {name} could not be loaded ({error}). This machine may be offline: "
     "download '{file}' from https://storage.googleapis.com/tensorflow/keras-applications/ "
@@ -118,8 +122,6 @@ def build_model(
     if backbone == "compact":
         if resolve_weights(weights) is not None:
             raise ValueError("The compact backbone trains from scratch: use --weights none.")
-        from affectlite.train.compact import build_compact
-
         return build_compact(input_size, dropout=dropout, num_classes=num_classes)
     if backbone not in BACKBONES:
         raise ValueError(
