@@ -50,7 +50,7 @@ class DemoConfig:
     val_images: int = 400
     test_images: int = 800
     epochs: int = 6
-    batch_size: int = 64
+    batch_size: int = 32
     learning_rate: float = 2e-3
     representative: int = 300
     bench_runs: int = 30
