@@ -74,6 +74,23 @@ class DemoConfig:
             )
 
 
+OPTION_HELP = {
+    "input_size": "face crop side in pixels",
+    "train_images": "synthetic training faces",
+    "val_images": "synthetic validation faces (best epoch)",
+    "test_images": "synthetic held-out faces (verification, gate, temperature)",
+    "epochs": "training epochs",
+    "batch_size": "training batch size",
+    "learning_rate": "peak learning rate",
+    "representative": "int8 calibration images",
+    "bench_runs": "timed benchmark rounds",
+    "threads": "interpreter threads for bench and the real photos",
+    "max_drop": "gate: allowed int8 balanced-accuracy loss, points",
+    "min_agreement": "gate: required int8/float top-1 agreement",
+    "seed": "random seed of data and training",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Exit status: 0 every goal met, 1 a goal missed, 2 bad input, 3 int8 refused by the gate."
@@ -84,7 +101,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for name, value in asdict(DemoConfig()).items():
         parser.add_argument(
-            "--" + name.replace("_", "-"), type=type(value), default=value, help=f"({value})"
+            "--" + name.replace("_", "-"),
+            type=type(value),
+            default=value,
+            help=f"{OPTION_HELP[name]} (default {value})",
         )
 
 
@@ -136,6 +156,7 @@ def run_demo(config: DemoConfig, out: Path, real_bundle: str | Path | None = "de
     from affectlite.convert.converter import load_keras_model
 
     out.mkdir(parents=True, exist_ok=True)
+    console.print(f"run folder: [bold]{out}[/]")
     clock = StageClock()
     with clock.stage("data", f"synthetic faces, {config.input_size}×{config.input_size}"):
         splits = make_splits(config)
