@@ -16,6 +16,9 @@ from affectlite.edge_app.labels import NUM_CLASSES
 from affectlite.errors import EnvironmentProblem, InputError
 from affectlite.train.compact import build_compact  # also registers GreyPreprocess for loading
 
+# Imported here, not lazily: it registers GreyPreprocess, so a saved compact model loads in any
+# process that imports this module (convert, evaluate, calibrate --fit-temperature).
+
 IMAGENET_HINT = (
     "ImageNet weights for {name} could not be loaded ({error}). This machine may be offline: "
     "download '{file}' from https://storage.googleapis.com/tensorflow/keras-applications/ "

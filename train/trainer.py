@@ -20,7 +20,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -191,6 +191,7 @@ def train(
     resume: bool = False,
     verbose: int | str = "auto",
     data_summary: dict | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict:
     """Trains a classifier and writes the run folder.
 
@@ -203,6 +204,7 @@ def train(
         resume: continue an interrupted run with its saved configuration.
         verbose: Keras' progress output.
         data_summary: what the data was, saved in ``config.json``.
+        callbacks: more Keras callbacks for ``fit`` (e.g. progress reporting).
 
     With ``TF_CONFIG`` (MultiWorkerMirroredStrategy) every worker runs this same function, as
     Keras' multi-worker guide prescribes: all of them run every step, saving included (a worker
@@ -218,7 +220,15 @@ def train(
     with precision_policy(config.mixed_precision) as policy:
         strategy = distribution_strategy(config.distribute)
         run = partial(
-            _train, strategy, policy, config, train_split, val_split, resume, data_summary
+            _train,
+            strategy,
+            policy,
+            config,
+            train_split,
+            val_split,
+            resume,
+            data_summary,
+            tuple(callbacks),
         )
         if is_chief(strategy):
             return run(run_dir, verbose)
@@ -271,6 +281,7 @@ def _train(
     val_split: Split,
     resume: bool,
     data_summary: dict | None,
+    callbacks: tuple[keras.callbacks.Callback, ...],
     run_dir: Path,
     verbose: int | str,
 ) -> dict:
@@ -298,7 +309,15 @@ def _train(
             seed=config.seed,
         )
     session = _Session(
-        model, strategy, config, data, int(data.cardinality()), val_split, run_dir, verbose
+        model,
+        strategy,
+        config,
+        data,
+        int(data.cardinality()),
+        val_split,
+        run_dir,
+        verbose,
+        callbacks,
     )
     started = time.time()
     with sigterm_as_interrupt():
@@ -319,6 +338,7 @@ class _Session:
     val: Split
     run_dir: Path
     verbose: int | str
+    callbacks: tuple[keras.callbacks.Callback, ...] = ()
 
 
 @contextmanager
@@ -374,6 +394,7 @@ def _run_phase(session: _Session, phase: str, first: int, end: int, peak: float)
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase), double_checkpoint=True),
+        *session.callbacks,
     ]
     with keras_multiworker_fit(model, session.strategy, session.data):
         model.fit(
