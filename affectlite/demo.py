@@ -288,7 +288,7 @@ def calibrate(config: DemoConfig, splits: dict[str, Any], folder: Path):
 def convert(config: DemoConfig, model, mode: str, representative, test, out: Path) -> dict:
     """``affectlite convert --mode MODE``: verified on the test split, gated, temperature
     fitted, report in ``bundle-MODE-report/``; returns the conversion report."""
-    from affectlite.convert.export import convert_to_bundle
+    from affectlite.convert.export import BundleOptions, convert_to_bundle
     from affectlite.convert.quantization import QuantizationConfig
     from affectlite.convert.verify import Gate
 
@@ -301,11 +301,13 @@ def convert(config: DemoConfig, model, mode: str, representative, test, out: Pat
         out / f"bundle-{mode}",
         test.images,
         test.labels,
-        gate=Gate(config.max_drop, config.min_agreement),
-        training_data=training_run,
-        calibration=representative.summary() if int8 else None,
-        data_description="synthetic test split (held out)",
-        report_dir=out / f"bundle-{mode}-report",
+        BundleOptions(
+            gate=Gate(config.max_drop, config.min_agreement),
+            training_data=training_run,
+            calibration=representative.summary() if int8 else None,
+            data_description="synthetic test split (held out)",
+            report_dir=out / f"bundle-{mode}-report",
+        ),
     )
     verification = report["verification"]
     console.print(
