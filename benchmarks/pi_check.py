@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,11 @@ EMULATION_NOTE = (
 
 
 class CheckFailed(RuntimeError):
-    """A step of the check failed; the message says which and why."""
+    """A step of the check failed; the message says which and why, ``data`` what it found."""
+
+    def __init__(self, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.data = data or {}
 
 
 @dataclass
@@ -180,8 +185,8 @@ def guest(root: Path, script: str, log: Path, timeout: float) -> str:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as error:
-        output = (error.stdout or b"").decode(errors="replace") if error.stdout else ""
-        log.write_text(output)
+        output = error.stdout or ""
+        log.write_text(output.decode(errors="replace") if isinstance(output, bytes) else output)
         raise CheckFailed(f"timed out after {timeout:.0f} s; see {log}") from error
     output = done.stdout + done.stderr
     log.write_text(f"$ {script}\n{output}")
@@ -283,7 +288,7 @@ def x86_run(bundle: Path, photos: Path, out: Path) -> dict:
 VENV = f"cd {GUEST_HOME}/affectlite && . .venv/bin/activate"
 
 
-def release_steps(release: str, root: Path, out: Path) -> list[tuple[str, str, float]]:
+def release_steps() -> list[tuple[str, str, float]]:
     """(name, guest script, timeout in seconds) for each step after the install."""
     work, src = GUEST_WORK, f"{GUEST_HOME}/affectlite/src"
     run = f"affectlite run --source {work}/photos --bundle {work}/bundle "
@@ -310,7 +315,8 @@ def release_steps(release: str, root: Path, out: Path) -> list[tuple[str, str, f
 
 
 def check_release(release: str, bundle: Path, photos: Path, x86: dict, out: Path) -> list[Step]:
-    """Builds, installs and checks one release; stops at the first failing step."""
+    """Builds, installs and checks one release. A failed build or install ends it; the checks
+    after the install are independent and all run."""
     root = CACHE / "pi-rootfs" / release
     logs = out / "logs" / release
     logs.mkdir(parents=True, exist_ok=True)
@@ -318,41 +324,40 @@ def check_release(release: str, bundle: Path, photos: Path, x86: dict, out: Path
     packages = sorted(set(BASE_PACKAGES) | set(apt_packages(text)) - set(PI_ARCHIVE_ONLY))
     steps: list[Step] = []
 
-    def timed(name: str, action) -> Any:
+    def timed(name: str, action: Callable[[], Any]) -> bool:
         step = Step(name)
         steps.append(step)
         started = time.monotonic()
         print(f"[{release}] {name} …", flush=True)
         try:
-            result = action()
+            step.data = action() or {}
             step.ok = True
-            return result
-        except (CheckFailed, subprocess.CalledProcessError, OSError) as error:
-            step.detail = str(error)
-            raise
-        finally:
-            step.seconds = round(time.monotonic() - started, 1)
-            print(f"[{release}] {name}: {'ok' if step.ok else 'FAILED'} ({step.seconds} s)")
+        except (CheckFailed, subprocess.CalledProcessError, OSError, ValueError, KeyError) as error:
+            step.detail = f"{type(error).__name__}: {error}"
+            step.data = getattr(error, "data", {})
+        step.seconds = round(time.monotonic() - started, 1)
+        print(f"[{release}] {name}: {'ok' if step.ok else 'FAILED ' + step.detail}", end="")
+        print(f" ({step.seconds} s)", flush=True)
+        return step.ok
 
-    try:
+    def check(name: str, script: str, timeout: float) -> dict[str, Any]:
+        log = logs / f"{name.replace(' ', '-')}.log"
+        output = guest(root, f"{VENV}\n{script}", log, timeout)
+        return judge(name, output, root, x86, out, release)
+
+    if not (
         timed("rootfs", lambda: build_rootfs(release, root, packages, logs / "debootstrap.log"))
-        timed("stage", lambda: stage(root, bundle, photos))
-        with mounted(root):
-            install = f"rm -rf {GUEST_HOME}/affectlite/.venv\n" + guest_recipe(text)
-            timed("install", lambda: guest(root, install, logs / "install.log", 3600))
-            for name, script, timeout in release_steps(release, root, out):
-                output = timed(
-                    name, lambda s=script, n=name, t=timeout: _run_step(root, s, n, t, logs)
-                )
-                steps[-1].data = judge(name, output, root, x86, out, release)
-    except CheckFailed as error:
-        if steps and steps[-1].ok:  # the judgement failed, not the command
-            steps[-1].ok, steps[-1].detail = False, str(error)
+        and timed("stage", lambda: stage(root, bundle, photos))
+    ):
+        return steps
+    with mounted(root):
+        install = f"rm -rf {GUEST_HOME}/affectlite/.venv\n" + guest_recipe(text)
+        if timed(
+            "install", lambda: {"log": guest(root, install, logs / "install.log", 3600)[-800:]}
+        ):
+            for name, script, timeout in release_steps():
+                timed(name, lambda n=name, s=script, t=timeout: check(n, s, t))
     return steps
-
-
-def _run_step(root: Path, script: str, name: str, timeout: float, logs: Path) -> str:
-    return guest(root, f"{VENV}\n{script}", logs / f"{name.replace(' ', '-')}.log", timeout)
 
 
 def judge(name: str, output: str, root: Path, x86: dict, out: Path, release: str) -> dict:
@@ -376,7 +381,8 @@ def judge(name: str, output: str, root: Path, x86: dict, out: Path, release: str
         shutil.copy(work / "run.jsonl", out / f"run-{release}.jsonl")
         rows = compare(x86, read_run(work / "run.jsonl"))
         if not all(row["same_labels"] for row in rows):
-            raise CheckFailed(f"labels differ from x86: {rows}")
+            differ = [row["photo"] for row in rows if not row["same_labels"]]
+            raise CheckFailed(f"top labels differ from x86 on {differ}", {"rows": rows})
         return {"rows": rows}
     if name == "bench":
         bench = json.loads((work / "bench" / "bench.json").read_text())
@@ -449,8 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     releases = {
         r: check_release(r, bundle, photos, x86, work / "out") for r in args.release or RELEASES
     }
-    passed = all(step.ok for steps in releases.values() for step in steps) and all(
-        steps and steps[-1].name == "app" for steps in releases.values()
+    expected = ["rootfs", "stage", "install"] + [name for name, _, _ in release_steps()]
+    passed = all(
+        [s.name for s in steps] == expected and all(s.ok for s in steps)
+        for steps in releases.values()
     )
     summary = {
         "date": date,
