@@ -144,10 +144,11 @@ def build_rootfs(release: str, root: Path, packages: list[str], log: Path) -> No
 
 @contextmanager
 def mounted(root: Path):
-    """/proc, /sys, /dev and /dev/pts of the host inside ``root`` while the block runs."""
+    """/proc, /dev and /dev/pts inside ``root`` while the block runs. Not /sys: the host's CPU
+    list there (x86) crashes the ARM build of cpuinfo that LiteRT's XNNPACK uses (SIGSEGV); without
+    it cpuinfo falls back to defaults."""
     mounts = [
         (["-t", "proc", "proc"], root / "proc"),
-        (["-t", "sysfs", "sysfs"], root / "sys"),
         (["--bind", "/dev"], root / "dev"),
         (["--bind", "/dev/pts"], root / "dev" / "pts"),
     ]
@@ -408,12 +409,23 @@ def markdown(summary: dict[str, Any]) -> str:
                 f"| {release} | {step['name']} | {'ok' if step['ok'] else 'FAILED'} "
                 f"| {step['seconds']} |"
             )
+    lines.append("")
+    for release, steps in summary["releases"].items():
+        stack = next((s["data"] for s in steps if s["name"] == "imports" and s["ok"]), None)
+        if stack:
+            lines.append(
+                f"* {release}: {stack['machine']}, Python {stack['python']}, NumPy "
+                f"{stack['numpy']} ({stack['numpy_path']}), OpenCV {stack['opencv']}, "
+                f"{stack['runtime']['name']} {stack['runtime']['version']}, no TensorFlow"
+            )
     lines += ["", "| release | photo | x86 label | arm64 label | max abs. prob. diff |"]
     lines += ["|---|---|---|---|---|"]
     for release, steps in summary["releases"].items():
         for step in steps:
             for row in step["data"].get("rows", []):
-                arm = ", ".join(row["arm64"] or ["(missing)"]) or "(no face)"
+                arm = (
+                    "(missing)" if row["arm64"] is None else ", ".join(row["arm64"]) or "(no face)"
+                )
                 lines.append(
                     f"| {release} | {row['photo']} | {', '.join(row['x86']) or '(no face)'} "
                     f"| {arm} | {row['max_probability_diff']:.4f} |"

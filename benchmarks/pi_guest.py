@@ -6,7 +6,8 @@ every device module, and whether TensorFlow is installed or was imported.
 
 ``python -m affectlite.benchmarks.pi_guest app --bundle B --source S --out DIR`` starts the Kivy
 app on the display in ``$DISPLAY`` (Xvfb in the check), waits until its worker has classified a
-few frames, saves a screenshot and ``app.json`` into DIR and stops. TensorFlow is blocked.
+few frames and shows a face, saves a screenshot and ``app.json`` into DIR and stops. TensorFlow
+is blocked.
 """
 
 from __future__ import annotations
@@ -53,8 +54,13 @@ def stack_report() -> dict[str, Any]:
     }
 
 
+def has_face(update: Any) -> bool:
+    return update is not None and bool(update.result.faces)
+
+
 def run_app(bundle: Path, source: Path, out: Path, frames: int, timeout: float) -> dict[str, Any]:
-    """Runs the app until ``frames`` frames are classified, then takes a screenshot."""
+    """Runs the app until ``frames`` frames are classified and the latest has a face, then
+    takes a screenshot."""
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("KIVY_HOME", str(out / "kivy"))
     os.environ.setdefault("XDG_CONFIG_HOME", str(out / "config"))
@@ -81,7 +87,7 @@ def run_app(bundle: Path, source: Path, out: Path, frames: int, timeout: float) 
             report["screenshot"] = Window.screenshot(name=str(out / "app.png"))
             report["window_size"] = list(Window.size)
             app.stop()
-        elif report["processed"] >= frames and app.last_update is not None:
+        elif report["processed"] >= frames and has_face(app.last_update):
             app.stop_worker()  # freeze the preview on the last classified frame
             report["faces"] = [f.label for f in app.last_update.result.faces]
             report["frozen"] = True
