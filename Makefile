@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= train,edge,dev
 
-.PHONY: setup demo test lint clean default-bundle
+.PHONY: setup demo test lint clean default-bundle pi-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,10 @@ default-bundle: setup
 	$(AFFECTLITE) evaluate --model $(RUN)/int8 --data $(FERPLUS) --format ferplus --split val \
 	  --json $(RUN)/ferplus-valid.json
 	$(PY) -m affectlite.convert.publish $(RUN)/int8 $(RUN)/ferplus-valid.json --name ferplus_valid
+
+# The Raspberry Pi install and run, checked in emulated arm64 Debian Bookworm and Trixie (root,
+# debootstrap, qemu-user-static, network; root file systems cached in ~/.cache/affectlite).
+# Compares labels with this machine; summary in benchmarks/results/pi-check-<date>/.
+PI_CHECK_ARGS ?=
+pi-check: setup
+	$(PY) -m affectlite.benchmarks.pi_check $(PI_CHECK_ARGS)

@@ -12,6 +12,7 @@ import functools
 import importlib
 import logging
 import os
+import platform
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +30,10 @@ _CANDIDATES = (
     ("litert-java", "affectlite.edge_app.android", "litert-java"),
     ("tensorflow", "tensorflow.lite", "tensorflow"),
 )
+
+
+UNSUPPORTED_MACHINES = ("armv7l", "armv6l")
+"""32-bit ARM (e.g. Raspberry Pi OS 32-bit): no LiteRT wheels exist for it."""
 
 
 class RuntimeUnavailable(EnvironmentProblem, ImportError):
@@ -102,6 +107,12 @@ def _interpreter_class(prefer: str | None) -> tuple[type, RuntimeInfo]:
         except metadata.PackageNotFoundError:
             version = "unknown"
         return module.Interpreter, RuntimeInfo(name, version)
+    if platform.machine() in UNSUPPORTED_MACHINES:
+        raise RuntimeUnavailable(
+            f"No TFLite runtime found, and this is 32-bit ARM ({platform.machine()}), which "
+            "affectlite does not support: LiteRT (ai-edge-litert) publishes no 32-bit ARM "
+            "wheels. Install Raspberry Pi OS (64-bit) (see docs/raspberry-pi.md)."
+        )
     raise RuntimeUnavailable(
         "No TFLite runtime found. Install LiteRT with `pip install ai-edge-litert` "
         "(or `pip install 'affectlite[edge]'`). Tried: " + "; ".join(errors)
