@@ -28,6 +28,7 @@ DEVICE_MODULES = (
     "affectlite.edge_app.pipeline",
     "affectlite.edge_app.sources",
     "affectlite.edge_app.app",
+    "affectlite.edge_app.ui",
     "affectlite.benchmarks.cli",
 )
 
@@ -68,7 +69,7 @@ def run_app(bundle: Path, source: Path, out: Path, frames: int, timeout: float) 
     from kivy.clock import Clock
     from kivy.core.window import Window
 
-    from affectlite.edge_app.app import AffectliteApp
+    from affectlite.edge_app.ui import AffectliteApp
 
     overrides = {"bundle": str(bundle), "source": str(source), "threads": "2"}
     overrides["snapshot_dir"] = str(out / "snapshots")

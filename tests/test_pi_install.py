@@ -119,3 +119,26 @@ def test_compare_decides_on_the_top_label():
     assert not flipped[0]["same_labels"] and flipped[0]["x86"] == ["happy"]
     missing = pi_check.compare({"a.png": [face(0.6)]}, {"a.png": []})
     assert not missing[0]["same_labels"]
+
+
+def test_guest_app_driver_shows_a_face_in_the_real_app(tmp_path, sample_photos, tiny_bundle):
+    """The driver that `make pi-check` runs inside the arm64 root opens the real Kivy app
+    (offscreen here), classifies a photo with a face and saves a screenshot."""
+    import json
+    import os
+
+    import cv2
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "astronaut.png"), sample_photos["astronaut"][..., ::-1])
+    out = tmp_path / "app"
+    command = [sys.executable, "-m", "affectlite.benchmarks.pi_guest", "app"]
+    command += ["--bundle", str(tiny_bundle.path), "--source", str(photos), "--out", str(out)]
+    env = {**os.environ, "SDL_VIDEODRIVER": "offscreen", "KIVY_NO_ARGS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "app.json").read_text())
+    assert report["frozen"] and len(report["faces"]) == 1
+    assert Path(report["screenshot"]).is_file()
+    assert report["tensorflow_loaded"] is False
