@@ -31,6 +31,8 @@ _HELP = {
     "or none",
     "mixed_precision": "auto (float16 on GPU), on or off",
     "distribute": "auto, none, mirrored or multiworker (reads TF_CONFIG)",
+    "init": "start from a trained model (.keras) of the same backbone and input size, head "
+    "included, and train it further in one phase (e.g. longer, or with --balance)",
 }
 
 
@@ -140,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         "command": provenance.command_line(),
         "git_commit": provenance.git_commit(),
         "licence": provenance.licence(args.format),
+        **({"init": provenance.init_source(config.init)} if config.init else {}),
         "root": str(args.data),
         "format": args.format,
         "ferplus_mode": args.ferplus_mode,

@@ -47,6 +47,7 @@ class TrainConfig:
     mixed_precision: str = "auto"
     distribute: str = "auto"
     seed: int = 0
+    init: str = ""
 
     def __post_init__(self) -> None:
         _choice("backbone", self.backbone, BACKBONE_NAMES)
@@ -61,6 +62,8 @@ class TrainConfig:
             raise InputError("The compact backbone trains from scratch: use --weights none.")
         if self.weights.lower() not in ("imagenet", "none") and not Path(self.weights).is_file():
             raise InputError(f"--weights {self.weights}: no such weights file.")
+        if self.init and not (Path(self.init).is_file() and self.init.endswith(".keras")):
+            raise InputError(f"--init {self.init}: no such trained model (.keras file).")
         counts = {"epochs": self.epochs, "batch_size": self.batch_size}
         for name, value in counts.items():
             if value < 1:

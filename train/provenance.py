@@ -5,6 +5,8 @@ Recorded in the run folder's ``config.json`` and carried into every bundle made 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shlex
 import subprocess
 import sys
@@ -52,3 +54,15 @@ def _git(where: Path, *args: str) -> str:
 def licence(format_: str) -> str:
     """The licence note of a dataset format (a folder of your own: yours to state)."""
     return LICENCES.get(format_, "your own data: state its licence when you share the model.")
+
+
+def init_source(model: str | Path) -> dict:
+    """What a run started from (``train --init``): the model's path and SHA-256, and the command
+    and commit of the run that trained it when its ``config.json`` sits beside it."""
+    model = Path(model)
+    source = {"model": str(model), "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
+    config = model.parent / "config.json"
+    if config.is_file():
+        data = json.loads(config.read_text()).get("data", {})
+        source.update({key: data[key] for key in ("command", "git_commit") if key in data})
+    return source

@@ -292,6 +292,8 @@ def _train(
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = build_model(config.backbone, config.input_size, config.weights, config.dropout)
+        if config.init:
+            start_from(model, config.init)
     if isinstance(train_split, Split):
         data = train_dataset(
             train_split,
@@ -324,6 +326,22 @@ def _train(
         for phase, first, end, peak in config.phases():
             _run_phase(session, phase, first, end, peak)
     return _finish(run_dir, val_split, config, policy, time.time() - started)
+
+
+def start_from(model: keras.Model, path: str | Path) -> None:
+    """Copies every weight of a trained model into ``model`` (same architecture required).
+
+    Raises:
+        InputError: if the trained model's layers or shapes differ from ``model``'s.
+    """
+    trained = keras.models.load_model(path, compile=False)
+    shapes = [w.shape for w in model.weights]
+    if [tuple(w.shape) for w in trained.weights] != [tuple(s) for s in shapes]:
+        raise InputError(
+            f"--init {path}: {trained.name} does not match the configured {model.name} "
+            "(backbone, input size or classes differ)."
+        )
+    model.set_weights(trained.get_weights())
 
 
 @dataclass(frozen=True)
