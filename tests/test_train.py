@@ -405,3 +405,56 @@ def test_unknown_balance_mode_is_refused(face_folders):
     )  # fmt: skip
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 2 and "invalid choice: 'inverse'" in output, output[-1000:]
+
+
+def test_init_copies_a_trained_model_and_refuses_another_architecture(tmp_path):
+    import keras
+
+    from affectlite.errors import InputError
+    from affectlite.train.compact import build_compact
+    from affectlite.train.trainer import start_from
+
+    keras.utils.set_random_seed(1)
+    trained = build_compact(32)
+    trained.save(tmp_path / "trained.keras")
+    keras.utils.set_random_seed(2)
+    model = build_compact(32)
+    start_from(model, tmp_path / "trained.keras")
+    for mine, theirs in zip(model.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    for other in (build_compact(48), build_compact(32, widths=(8, 16, 32, 64))):
+        with pytest.raises(InputError, match="does not match"):
+            start_from(other, tmp_path / "trained.keras")
+
+
+def test_train_init_records_where_the_run_started(face_folders, tmp_path):
+    """`train --init` continues a finished run's model; config.json names it by SHA-256 and
+    carries the command that trained it."""
+    import hashlib
+
+    common = [
+        "--data",
+        str(face_folders),
+        "--format",
+        "folder",
+        "--backbone",
+        "compact",
+        "--input-size",
+        "32",
+        "--weights",
+        "none",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1",
+    ]
+    first = _affectlite("train", *common, "--out", str(tmp_path / "first"))
+    assert first.wait(timeout=600) == 0, first.stdout.read()[-2000:]
+    model = tmp_path / "first" / "best.keras"
+    second = _affectlite("train", *common, "--init", str(model), "--out", str(tmp_path / "second"))
+    assert second.wait(timeout=600) == 0, second.stdout.read()[-2000:]
+    saved = json.loads((tmp_path / "second" / "config.json").read_text())
+    assert saved["init"] == str(model)
+    init = saved["data"]["init"]
+    assert init["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert "--out " + str(tmp_path / "first") in init["command"]

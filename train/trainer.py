@@ -335,8 +335,9 @@ def start_from(model: keras.Model, path: str | Path) -> None:
         InputError: if the trained model's layers or shapes differ from ``model``'s.
     """
     trained = keras.models.load_model(path, compile=False)
-    shapes = [w.shape for w in model.weights]
-    if [tuple(w.shape) for w in trained.weights] != [tuple(s) for s in shapes]:
+    shapes = [tuple(w.shape) for w in model.weights]
+    same_input = tuple(trained.input_shape) == tuple(model.input_shape)
+    if not same_input or [tuple(w.shape) for w in trained.weights] != shapes:
         raise InputError(
             f"--init {path}: {trained.name} does not match the configured {model.name} "
             "(backbone, input size or classes differ)."
