@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+from affectlite.markdown import table
 
 
 def markdown(metrics: dict, out: Path) -> str:

@@ -41,6 +41,7 @@ from affectlite import __version__
 from affectlite.edge_app.bundle import Bundle, load_bundle
 from affectlite.edge_app.pipeline import Pipeline, PipelineConfig
 from affectlite.edge_app.preprocess import crop_face, decode_image
+from affectlite.edge_app.runner import peak_rss_bytes, rss_bytes
 from affectlite.edge_app.runtime import load_interpreter
 from affectlite.edge_app.sources import FrameSource
 from affectlite.errors import InputError
@@ -174,7 +175,7 @@ class _Runner:
 
     def __init__(self, variant: Variant, frame: np.ndarray | None) -> None:
         self.variant = variant
-        rss_before = system.current_rss_bytes()
+        rss_before = rss_bytes()
         if variant.bundle is not None:
             if frame is None:
                 raise ValueError(f"{variant.name}: a bundle variant needs frames.")
@@ -190,7 +191,7 @@ class _Runner:
             self.interpreter, self.runtime = load_interpreter(variant.reference, variant.threads)
             self._fill_inputs()
             self._classify = self._invoke_reference
-        self.rss_increase = system.current_rss_bytes() - rss_before
+        self.rss_increase = rss_bytes() - rss_before
         self.samples: dict[str, list[float]] = {}
         self.faces: list[int] = []
         self._last_faces: int | None = None
@@ -424,8 +425,8 @@ def run_benchmark(
             "timed_seconds": round(elapsed, 3),
         },
         "memory": {
-            "peak_rss_bytes": system.peak_rss_bytes(),
-            "rss_bytes_end": system.current_rss_bytes(),
+            "peak_rss_bytes": peak_rss_bytes(),
+            "rss_bytes_end": rss_bytes(),
         },
         "thermal": {"start_c": temperature_start, "end_c": system.cpu_temperature_c()},
         "load_average": {"start": load_start, "end": system.load_average()},

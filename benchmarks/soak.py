@@ -20,6 +20,7 @@ import numpy as np
 from affectlite import __version__
 from affectlite.edge_app.bundle import load_bundle
 from affectlite.edge_app.pipeline import Pipeline, PipelineConfig
+from affectlite.edge_app.runner import peak_rss_bytes, rss_bytes
 from affectlite.edge_app.sources import FrameSource
 from affectlite.errors import InputError
 from affectlite.files import write_text, write_with
@@ -94,7 +95,7 @@ def run_soak(
         raise InputError(f"Need seconds > 0 and interval > 0, got {seconds} and {interval}.")
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     pipeline = Pipeline(load_bundle(bundle), PipelineConfig(num_threads=threads))
-    rss_start = system.current_rss_bytes()
+    rss_start = rss_bytes()
     temperature_start = system.cpu_temperature_c()
     samples = [{"t_s": 0.0, "rss_bytes": rss_start, "frames": 0, "median_ms": None}]
     latencies: list[float] = []
@@ -107,7 +108,7 @@ def run_soak(
             samples.append(
                 {
                     "t_s": round(elapsed, 3),
-                    "rss_bytes": system.current_rss_bytes(),
+                    "rss_bytes": rss_bytes(),
                     "frames": len(latencies),
                     "median_ms": float(np.median(window)) if window else None,
                 }
@@ -163,7 +164,7 @@ def _summary(samples: list[dict[str, Any]], latencies: list[float]) -> dict[str,
         "rss_start_bytes": samples[0]["rss_bytes"],
         "rss_after_first_interval_bytes": settled[0]["rss_bytes"] if settled else None,
         "rss_end_bytes": samples[-1]["rss_bytes"],
-        "peak_rss_bytes": system.peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
         "growth_after_first_interval_bytes": int(rss[-1] - rss[0]) if len(rss) else None,
         "rss_slope_mb_per_min": slope,
     }

@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import re
-import resource
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,6 @@ import cv2
 import numpy as np
 
 from affectlite import __version__
-from affectlite.edge_app.runner import rss_bytes
 from affectlite.edge_app.runtime import RuntimeUnavailable, runtime_info
 
 _CPUINFO = Path("/proc/cpuinfo")
@@ -69,21 +66,6 @@ def load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except (OSError, AttributeError):
         return None
-
-
-def peak_rss_bytes() -> int:
-    """The most resident memory this process has used so far: ``VmHWM`` of
-    ``/proc/self/status`` (never below the current RSS), else ``getrusage``'s high-water mark
-    (which the kernel updates lazily)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    peak = peak if sys.platform == "darwin" else peak * 1024
-    match = re.search(r"^VmHWM:\s*(\d+)\s*kB", _read(Path("/proc/self/status")) or "", re.M)
-    return int(max(peak, int(match.group(1)) * 1024 if match else 0))
-
-
-def current_rss_bytes() -> int:
-    """Resident memory of this process now."""
-    return int(rss_bytes())
 
 
 def host_name() -> str:

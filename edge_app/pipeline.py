@@ -186,6 +186,7 @@ class Pipeline:
         self.classifier = EmotionClassifier.from_bundle(bundle, self.config.num_threads)
         self.tracker = FaceTracker(self.config.tracker_config())
         self.labels = self.classifier.labels
+        self.crop_size, self.crop_policy = bundle.input_size, bundle.crop_policy
 
     def reset(self) -> None:
         """Forgets tracked faces (call when switching sources)."""
@@ -215,10 +216,9 @@ class Pipeline:
 
         mark = time.perf_counter()
         kept, crops = [], []
-        size, policy = self.bundle.input_size, self.bundle.crop_policy
         for detection in detections:
             try:
-                crops.append(crop_face(frame_rgb, detection.box, size, policy))
+                crops.append(crop_face(frame_rgb, detection.box, self.crop_size, self.crop_policy))
             except ImageError:  # The box lies wholly outside the frame: nothing to classify.
                 continue
             kept.append(detection)

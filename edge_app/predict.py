@@ -36,6 +36,7 @@ import numpy as np
 
 from affectlite.errors import EnvironmentProblem, InputError
 from affectlite.files import atomic_path, write_bytes
+from affectlite.options import check_positive
 
 from . import overlay
 from .bundle import DEFAULT_BUNDLE, BundleError, resolve_bundle
@@ -290,8 +291,7 @@ def _recognizer(args: argparse.Namespace) -> EmotionRecognizer:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.max_frames is not None and args.max_frames < 1:
-            raise InputError(f"--max-frames must be at least 1, got {args.max_frames}.")
+        check_positive(max_frames=args.max_frames)
         items = expand_sources(args.sources)
         recognizer = _recognizer(args)
     except (InputError, ValueError, DetectorUnavailable, RuntimeUnavailable) as error:

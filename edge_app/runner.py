@@ -49,7 +49,7 @@ import numpy as np
 
 from affectlite.errors import AffectliteError, EnvironmentProblem, InputError
 from affectlite.files import FILE_MODE
-from affectlite.options import add_bundle
+from affectlite.options import add_bundle, check_positive
 
 from .bundle import load_bundle
 from .detector import DETECTORS
@@ -433,8 +433,7 @@ def run_loop(
 
 
 def _config(args: argparse.Namespace) -> tuple[PipelineConfig, Backoff]:
-    if args.max_frames is not None and args.max_frames < 1:
-        raise InputError(f"--max-frames must be at least 1, got {args.max_frames}.")
+    check_positive(max_frames=args.max_frames)
     if args.rss_every < 0:
         raise InputError(f"--rss-every must be >= 0, got {args.rss_every}.")
     if not args.max_pixels >= 1:

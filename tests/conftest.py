@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,27 @@ def ferplus_root() -> Path:
     if not (FERPLUS / "FER2013Train" / "label.csv").is_file():
         pytest.skip(f"FER+ not found at {FERPLUS} (set AFFECTLITE_FERPLUS to run real-data tests)")
     return FERPLUS
+
+
+@pytest.fixture(scope="session")
+def write_face_folders() -> Callable[[Path, int, int], Path]:
+    """``write_face_folders(root, train, val)``: that many synthetic 32 px faces (seeds 1 and
+    2) as PNG files in ``root/train/<label>/`` and ``root/val/<label>/``; returns ``root``."""
+    import cv2
+
+    from affectlite.edge_app.labels import LABELS
+    from affectlite.train import synthetic
+
+    def write(root: Path, train: int, val: int) -> Path:
+        for split, n, seed in (("train", train, 1), ("val", val, 2)):
+            images, labels = synthetic.make_dataset(n, 32, seed=seed)
+            for i, (image, label) in enumerate(zip(images, labels)):
+                folder = root / split / LABELS[label]
+                folder.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        return root
+
+    return write
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,8 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
-import cv2
 import pytest
-
-from affectlite.edge_app.labels import LABELS
 
 
 def _free_ports(count: int) -> list[int]:
@@ -25,23 +21,12 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def _write_faces(root: Path) -> None:
-    from affectlite.train import synthetic
-
-    for split, n, seed in (("train", 32, 1), ("val", 16, 2)):
-        images, labels = synthetic.make_dataset(n, 32, seed=seed)
-        for i, (image, label) in enumerate(zip(images, labels)):
-            folder = root / split / LABELS[label]
-            folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-
-
 @pytest.mark.slow
-def test_two_workers_train_and_only_the_chief_writes_the_run(tmp_path):
+def test_two_workers_train_and_only_the_chief_writes_the_run(tmp_path, write_face_folders):
     """About 30 s on two idle cores; the workers advance in lockstep, so a loaded machine that
     starves either one slows both (hence the generous timeout)."""
     data, out = tmp_path / "data", tmp_path / "out"
-    _write_faces(data)
+    write_face_folders(data, 32, 16)
     out.mkdir()
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     workers = []

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -30,18 +29,9 @@ def _affectlite(*args: str, **kwargs) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def face_folders(tmp_path_factory) -> Path:
+def face_folders(tmp_path_factory, write_face_folders) -> Path:
     """A class-per-folder dataset of synthetic faces written as PNG files."""
-    from affectlite.train import synthetic
-
-    root = tmp_path_factory.mktemp("faces")
-    for split, n, seed in (("train", 96, 1), ("val", 32, 2)):
-        images, labels = synthetic.make_dataset(n, 32, seed=seed)
-        for i, (image, label) in enumerate(zip(images, labels)):
-            folder = root / split / LABELS[label]
-            folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    return root
+    return write_face_folders(tmp_path_factory.mktemp("faces"), 96, 32)
 
 
 def _saved_epoch(run: Path) -> int | None:

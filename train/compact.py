@@ -67,10 +67,18 @@ def build_compact(
         x = _conv(x, filters, f"stage{stage}b")
         x = keras.layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
     trunk = keras.Model(trunk_in, x, name="compact_trunk")
-    x = trunk(GreyPreprocess(name="grey_preprocess")(inputs))
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    features = trunk(GreyPreprocess(name="grey_preprocess")(inputs))
+    return with_head(inputs, features, trunk, dropout, num_classes, f"compact_{input_size}")
+
+
+def with_head(
+    inputs, features, backbone: keras.Model, dropout: float, num_classes: int, name: str
+) -> keras.Model:
+    """The model ``affectlite_<name>``: the head every backbone shares (``pool``, ``dropout``,
+    float32 ``logits``, found by name in calibration.prior) on ``features``."""
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
-    model = keras.Model(inputs, outputs, name=f"affectlite_compact_{input_size}")
-    model.backbone = trunk
+    model = keras.Model(inputs, outputs, name=f"affectlite_{name}")
+    model.backbone = backbone
     return model

@@ -14,7 +14,7 @@ import numpy as np
 
 from affectlite.edge_app.labels import NUM_CLASSES
 from affectlite.errors import EnvironmentProblem, InputError
-from affectlite.train.compact import build_compact  # also registers GreyPreprocess for loading
+from affectlite.train.compact import build_compact, with_head  # also registers GreyPreprocess
 
 # Imported here, not lazily: it registers GreyPreprocess, so a saved compact model loads in any
 # process that imports this module (convert, evaluate, calibrate --fit-temperature).
@@ -134,10 +134,4 @@ def build_model(
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = inputs if spec.in_model_preprocessing else CaffePreprocess(name="preprocess")(inputs)
     base = _backbone(spec, input_size, resolve_weights(weights))
-    x = base(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
-    model = keras.Model(inputs, outputs, name=f"affectlite_{backbone}_{input_size}")
-    model.backbone = base
-    return model
+    return with_head(inputs, base(x), base, dropout, num_classes, f"{backbone}_{input_size}")
