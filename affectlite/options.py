@@ -50,6 +50,16 @@ def check_positive(**values: float | None) -> None:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
 
 
+def add_max_pixels(parser: argparse.ArgumentParser, default: float) -> None:
+    """``--max-pixels N``: still images over N pixels are refused from their header."""
+    parser.add_argument(
+        "--max-pixels",
+        type=float,
+        default=default,
+        help="refuse still images over this many pixels, from their header (default 40e6)",
+    )
+
+
 def add_json(parser: argparse.ArgumentParser, what: str = "the report") -> None:
     """``--json PATH``: also write ``what`` as JSON; ``-`` prints it to standard output."""
     parser.add_argument(

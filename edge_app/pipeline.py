@@ -8,7 +8,7 @@ per video stream.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -45,6 +45,12 @@ class FaceResult:
     probabilities: dict[str, float]
     uncertain: bool
     score: float = 1.0
+
+    def scaled(self, factor: float) -> FaceResult:
+        """The same face with its box multiplied by ``factor`` (decoded → file pixels)."""
+        if factor == 1:
+            return self
+        return replace(self, box=tuple(v * factor for v in self.box))
 
     def to_dict(self) -> dict:
         """The face as JSON, the one schema of ``run``, ``predict`` and the API."""

@@ -36,13 +36,13 @@ import numpy as np
 
 from affectlite.errors import EnvironmentProblem, InputError
 from affectlite.files import atomic_path, write_bytes
-from affectlite.options import check_positive
+from affectlite.options import add_max_pixels, check_positive
 
 from . import overlay
 from .bundle import DEFAULT_BUNDLE, BundleError, resolve_bundle
 from .detector import DETECTORS, DetectorUnavailable
 from .pipeline import Pipeline, PipelineConfig
-from .preprocess import ImageError, read_image
+from .preprocess import MAX_STILL_PIXELS, ImageError, read_still
 from .recognizer import EmotionRecognizer
 from .runner import WINDOW, JsonLines, RunnerError, check_display
 from .runtime import RuntimeUnavailable
@@ -84,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--show", action="store_true", help="also show each result in a window (needs a GUI)"
     )
     parser.add_argument("--max-frames", type=int, help="stop each video or camera after N frames")
+    add_max_pixels(parser, MAX_STILL_PIXELS)
     parser.add_argument("--threads", type=int, help="interpreter threads (default: up to 4)")
     parser.add_argument("--detector", choices=DETECTORS, default=defaults.detector)
     parser.add_argument(
@@ -159,21 +160,30 @@ def encode_jpeg(picture_rgb: np.ndarray) -> bytes:
 
 
 def predict_photo(
-    recognizer: EmotionRecognizer, path: Path, out: Path, taken: set[str], emit: Emit
+    recognizer: EmotionRecognizer,
+    path: Path,
+    out: Path,
+    taken: set[str],
+    emit: Emit,
+    max_pixels: float = MAX_STILL_PIXELS,
 ) -> tuple[Path, np.ndarray] | None:
     """Classifies one photo, writes its annotated picture and line; returns the picture's path
     and pixels, or ``None`` when the photo cannot be read (the line then carries the error)."""
     try:
-        frame = read_image(path)
+        still = read_still(path, max_pixels)
     except ImageError as error:
         emit({"file": str(path), "faces": [], "error": str(error)})
         print(f"{PROG}: skipped {error}", file=sys.stderr)
         return None
-    faces = recognizer.predict(frame)
-    picture = recognizer.annotate(frame, faces)
+    faces = recognizer.predict(still.rgb)
+    picture = recognizer.annotate(still.rgb, faces)
     name = unique_name(path.stem, ".jpg", taken)
     written = write_bytes(out / name, encode_jpeg(picture))
-    emit({"file": str(path), "annotated": name, "faces": [face.to_dict() for face in faces]})
+    record = {"file": str(path), "annotated": name}
+    if still.reduction > 1:  # decoded reduced: boxes in the file's pixels, as `run` writes them
+        record["decoded_at"] = f"1/{still.reduction}"
+    faces = [face.scaled(still.reduction).to_dict() for face in faces]
+    emit({**record, "faces": faces})
     return written, picture
 
 
@@ -291,7 +301,7 @@ def _recognizer(args: argparse.Namespace) -> EmotionRecognizer:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        check_positive(max_frames=args.max_frames)
+        check_positive(max_frames=args.max_frames, max_pixels=args.max_pixels)
         items = expand_sources(args.sources)
         recognizer = _recognizer(args)
     except (InputError, ValueError, DetectorUnavailable, RuntimeUnavailable) as error:
@@ -307,7 +317,9 @@ def run(args: argparse.Namespace) -> int:
     with JsonLines(out / "predictions.jsonl") as lines:
         for item in items:
             if item.kind == "photo":
-                done = predict_photo(recognizer, item.target, out, taken, lines.write)
+                done = predict_photo(
+                    recognizer, item.target, out, taken, lines.write, args.max_pixels
+                )
                 counts["photo" if done is not None else "failed"] += 1
                 if done is not None:
                     shown.append(done[0])

@@ -20,7 +20,7 @@ from affectlite.errors import InputError
 from . import overlay
 from .bundle import Bundle, load_bundle, resolve_bundle
 from .pipeline import FaceResult, FrameResult, Pipeline, PipelineConfig
-from .preprocess import read_image
+from .preprocess import Still, read_still
 
 
 class EmotionRecognizer:
@@ -46,29 +46,33 @@ class EmotionRecognizer:
 
     def predict(self, image: str | Path | np.ndarray) -> list[FaceResult]:
         """The faces of one photo (a file path or an ``(H, W, 3)`` RGB ``uint8`` array),
-        largest first."""
-        return self.pipeline.process(load_photo(image), still=True).faces
+        largest first; boxes in the photo's own pixels."""
+        photo = load_photo(image)
+        faces = self.pipeline.process(photo.rgb, still=True).faces
+        return [face.scaled(photo.reduction) for face in faces]
 
     def annotate(self, image: str | Path | np.ndarray, faces: list[FaceResult]) -> np.ndarray:
-        """An RGB copy of the photo with each face's box, label and probability bars."""
-        frame = load_photo(image)
-        result = FrameResult(0.0, faces, {})
-        return overlay.annotate(frame, result, labels=self.labels, stats=False)
+        """An RGB copy of the photo with each face's box, label and probability bars (at the
+        decoded size: a file over 8 MP is drawn reduced, as :func:`read_still` decodes it)."""
+        photo = load_photo(image)
+        result = FrameResult(0.0, [face.scaled(1 / photo.reduction) for face in faces], {})
+        return overlay.annotate(photo.rgb, result, labels=self.labels, stats=False)
 
 
-def load_photo(image: str | Path | np.ndarray) -> np.ndarray:
-    """A photo as ``uint8`` RGB: files go through the one still decoder (EXIF-rotated).
+def load_photo(image: str | Path | np.ndarray) -> Still:
+    """A photo as ``uint8`` RGB: files go through the device's bounded still reader
+    (EXIF-rotated; over 40 MP refused from the header, over 8 MP decoded reduced).
 
     Raises:
-        ImageError: naming a file that is missing or cannot be decoded.
+        ImageError: naming a file that is missing, too large or cannot be decoded.
         InputError: for an array that is not ``(H, W, 3)`` ``uint8``.
     """
     if isinstance(image, str | Path):
-        return read_image(image)
+        return read_still(image)
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise InputError(
             f"Expected a file path or an RGB uint8 array of shape (H, W, 3), got {array.dtype} "
             f"{array.shape} (convert with np.asarray(image.convert('RGB')) for PIL images)."
         )
-    return array
+    return Still(array, (array.shape[1], array.shape[0]))

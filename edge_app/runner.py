@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ import numpy as np
 
 from affectlite.errors import AffectliteError, EnvironmentProblem, InputError
 from affectlite.files import FILE_MODE
-from affectlite.options import add_bundle, check_positive
+from affectlite.options import add_bundle, add_max_pixels, check_positive
 
 from .bundle import load_bundle
 from .detector import DETECTORS
@@ -147,12 +147,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="smoothed confidence below which a face is 'uncertain'",
     )
     parser.add_argument("--loop", action="store_true", help="restart a video or folder at its end")
-    parser.add_argument(
-        "--max-pixels",
-        type=float,
-        default=MAX_STILL_PIXELS,
-        help="refuse still images over this many pixels, from their header (default 40e6)",
-    )
+    add_max_pixels(parser, MAX_STILL_PIXELS)
     parser.add_argument(
         "--rss-every",
         type=int,
@@ -414,15 +409,15 @@ def run_loop(
         if frame is None:
             break
         result = pipeline.process(frame, source.detection_frame(), still=still)
-        record = {"frame": stats.frames, **result.to_dict()}
+        reduction = getattr(source, "current_reduction", 1)
+        # A large still decoded at reduced size: boxes in the file's pixels.
+        faces = [face.scaled(reduction) for face in result.faces]
+        record = {"frame": stats.frames, **replace(result, faces=faces).to_dict()}
         current = getattr(source, "current_path", None)
         if current is not None:
             record["file"] = str(current)
-        reduction = getattr(source, "current_reduction", 1)
-        if reduction > 1:  # a large still decoded at reduced size: boxes in the file's pixels
+        if reduction > 1:
             record["decoded_at"] = f"1/{reduction}"
-            for face in record["faces"]:
-                face["box"] = [round(v * reduction, 1) for v in face["box"]]
         if rss_every and stats.frames % rss_every == 0:
             record["rss_mb"] = round(rss_bytes() / (1 << 20), 2)
             record["rss_peak_mb"] = round(peak_rss_bytes() / (1 << 20), 2)
@@ -433,11 +428,9 @@ def run_loop(
 
 
 def _config(args: argparse.Namespace) -> tuple[PipelineConfig, Backoff]:
-    check_positive(max_frames=args.max_frames)
+    check_positive(max_frames=args.max_frames, max_pixels=args.max_pixels)
     if args.rss_every < 0:
         raise InputError(f"--rss-every must be >= 0, got {args.rss_every}.")
-    if not args.max_pixels >= 1:
-        raise InputError(f"--max-pixels must be at least 1, got {args.max_pixels}.")
     config = PipelineConfig(
         num_threads=args.threads,
         detector=args.detector,

@@ -49,7 +49,7 @@ from .app import (
 from .bundle import BundleError, load_bundle
 from .detector import DetectorUnavailable
 from .pipeline import FrameResult, Pipeline, PipelineConfig
-from .preprocess import ImageError, read_image
+from .preprocess import ImageError, read_still
 from .runtime import RuntimeUnavailable
 from .sources import IMAGE_SUFFIXES, ReconnectingSource, SourceError
 from .worker import Update, Worker
@@ -352,7 +352,7 @@ class AffectliteApp(App):
         probability bars; the camera stops until Camera is pressed."""
         path = Path(path)
         try:
-            frame = read_image(path)
+            frame = read_still(path).rgb
             self.stop_worker()  # The worker's pipeline is idle from here on.
             pipeline = self.pipeline or self.build_pipeline(self.settings())
         except (ImageError, *STARTUP_ERRORS) as error:
@@ -411,5 +411,5 @@ class PictureViewer(App):
         """Shows the picture ``delta`` places on (wrapping around)."""
         self.index = (self.index + delta) % len(self.pictures)
         path = self.pictures[self.index]
-        self.preview.texture = rgb_texture(read_image(path))
+        self.preview.texture = rgb_texture(read_still(path).rgb)
         self.caption.text = f"{path.name}  ({self.index + 1} of {len(self.pictures)})"

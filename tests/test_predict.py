@@ -134,7 +134,7 @@ def test_predict_keeps_going_past_a_bad_photo_and_says_so(tmp_path, tiny_bundle,
     )
     assert done.returncode == 2 and "broken.jpg" in done.stderr
     broken, good = read_lines(out / "predictions.jsonl")
-    assert "not a readable image" in broken["error"] and broken["faces"] == []
+    assert "corrupt" in broken["error"] and broken["faces"] == []
     assert len(good["faces"]) == 1 and (out / good["annotated"]).is_file()
 
 

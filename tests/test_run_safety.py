@@ -162,6 +162,50 @@ def test_run_finds_the_face_in_a_6000x4000_photo_under_300_mb(tmp_path, tiny_bun
     assert peak < 300
 
 
+def test_predict_and_the_api_read_stills_like_run(tmp_path, tiny_bundle, sample_photos, bomb):
+    """`predict` and `EmotionRecognizer` use the same bounded reader: a 6000×4000 photo is
+    decoded at 1/2 with boxes in the file's pixels, and a 20000 px PNG is refused."""
+    from affectlite import EmotionRecognizer
+
+    face = sample_photos["astronaut"][30:230, 127:327]
+    photo = texture(4000, 6000)
+    photo[1100:3100, 2600:4600] = cv2.resize(face, (2000, 2000), interpolation=cv2.INTER_CUBIC)
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "photo.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    bomb_link = tmp_path / "in" / "bomb.png"
+    bomb_link.symlink_to(bomb)
+    args = ["--source", tmp_path / "in", "--bundle", tiny_bundle.path, "--jsonl", tmp_path / "r"]
+    assert affectlite_run(*args).returncode == 0
+    ran = {Path(line["file"]).name: line for line in read_lines(tmp_path / "r")}
+    out = tmp_path / "predicted"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NO_TENSORFLOW,
+            "predict",
+            str(tmp_path / "in"),
+            "--bundle",
+            str(tiny_bundle.path),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "bomb.png" in done.stderr  # a photo failed: said, exit 2
+    predicted = {Path(line["file"]).name: line for line in read_lines(out / "predictions.jsonl")}
+    assert "refused, 20000×20000 px" in predicted["bomb.png"]["error"]
+    assert predicted["photo.jpg"]["decoded_at"] == ran["photo.jpg"]["decoded_at"] == "1/2"
+    assert predicted["photo.jpg"]["faces"] == ran["photo.jpg"]["faces"]
+    assert cv2.imread(str(out / predicted["photo.jpg"]["annotated"])).shape == (2000, 3000, 3)
+    (api_face,) = EmotionRecognizer(tiny_bundle).predict(tmp_path / "in" / "photo.jpg")
+    assert api_face.to_dict() == ran["photo.jpg"]["faces"][0]
+    with pytest.raises(ImageError, match="refused"):
+        EmotionRecognizer(tiny_bundle).predict(bomb)
+
+
 # --jsonl: checked first, '-' is stdout, one writer, whole lines --------------------------------
 
 
