@@ -379,33 +379,30 @@ def real_faces(bundle_name: str | Path | None, folder: Path, threads: int) -> di
     if reason:
         console.print(f"[yellow]skipped: {reason}[/]")
         return {"skipped": reason}
-    from affectlite.edge_app.pipeline import Pipeline, PipelineConfig
+    from affectlite.edge_app.pipeline import PipelineConfig
+    from affectlite.edge_app.recognizer import EmotionRecognizer
 
-    bundle = load_bundle(path)
-    pipeline = Pipeline(bundle, PipelineConfig(num_threads=threads, smoothing=0.0))
-    results = [_classify_photo(pipeline, name, photo, folder) for name, photo in photos.items()]
+    recognizer = EmotionRecognizer(load_bundle(path), PipelineConfig(num_threads=threads))
+    results = [_classify_photo(recognizer, name, photo, folder) for name, photo in photos.items()]
     return {"bundle": str(path), "photos": results}
 
 
-def _classify_photo(pipeline, name: str, photo: Path, folder: Path) -> dict:
+def _classify_photo(recognizer, name: str, photo: Path, folder: Path) -> dict:
+    """One photo through the Python API (a still: no tracking or smoothing), annotated."""
     import cv2
 
-    from affectlite.edge_app.overlay import annotate
-    from affectlite.edge_app.preprocess import read_image
     from affectlite.files import write_with
 
-    frame = read_image(photo)
-    pipeline.reset()  # a still is independent of the photo before it
-    result = pipeline.process(frame)
+    faces = recognizer.predict(photo)
     picture = folder / f"{name}.jpg"
-    bgr = cv2.cvtColor(annotate(frame, result), cv2.COLOR_RGB2BGR)
+    bgr = cv2.cvtColor(recognizer.annotate(photo, faces), cv2.COLOR_RGB2BGR)
 
     def save(tmp: Path) -> None:
         if not cv2.imwrite(str(tmp), bgr):
             raise OSError(f"OpenCV could not write {picture}.")
 
     write_with(picture, save)
-    faces = [face.to_dict() for face in result.faces]
+    faces = [face.to_dict() for face in faces]
     labels = ", ".join(f"{f['label']} {f['confidence']:.2f}" for f in faces) or "no face"
     console.print(f"{name}: {labels} → {picture}")
     relative = f"{folder.name}/{picture.name}"
