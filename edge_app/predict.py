@@ -40,11 +40,11 @@ from affectlite.options import add_max_pixels, check_positive
 
 from . import overlay
 from .bundle import DEFAULT_BUNDLE, BundleError, resolve_bundle
-from .detector import DETECTORS, DetectorUnavailable
+from .detector import DetectorUnavailable
 from .pipeline import Pipeline, PipelineConfig
 from .preprocess import MAX_STILL_PIXELS, ImageError, read_still
 from .recognizer import EmotionRecognizer
-from .runner import WINDOW, JsonLines, RunnerError, check_display
+from .runner import WINDOW, JsonLines, RunnerError, add_face_options, check_display
 from .runtime import RuntimeUnavailable
 from .sources import IMAGE_SUFFIXES, OpenCVSource, SourceError, list_images
 
@@ -85,11 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-frames", type=int, help="stop each video or camera after N frames")
     add_max_pixels(parser, MAX_STILL_PIXELS)
-    parser.add_argument("--threads", type=int, help="interpreter threads (default: up to 4)")
-    parser.add_argument("--detector", choices=DETECTORS, default=defaults.detector)
-    parser.add_argument(
-        "--max-faces", type=int, default=defaults.max_faces, help="classify the N largest faces"
-    )
+    add_face_options(parser)
     parser.add_argument(
         "--threshold",
         type=float,

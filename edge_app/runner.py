@@ -101,6 +101,16 @@ def peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def add_face_options(parser: argparse.ArgumentParser) -> None:
+    """``--threads``, ``--detector`` and ``--max-faces``, as ``run`` and ``predict`` take them."""
+    defaults = PipelineConfig()
+    parser.add_argument("--threads", type=int, help="interpreter threads (default: up to 4)")
+    parser.add_argument("--detector", choices=DETECTORS, default=defaults.detector)
+    parser.add_argument(
+        "--max-faces", type=int, default=defaults.max_faces, help="classify the N largest faces"
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = PipelineConfig()
     backoff = Backoff()
@@ -115,12 +125,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--jsonl", type=Path, help="write the JSON lines to this file (default: standard output)"
     )
     parser.add_argument("--show", action="store_true", help="show frames with boxes (needs a GUI)")
-    parser.add_argument("--threads", type=int, help="interpreter threads (default: up to 4)")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
-    parser.add_argument("--detector", choices=DETECTORS, default=defaults.detector)
-    parser.add_argument(
-        "--max-faces", type=int, default=defaults.max_faces, help="classify the N largest faces"
-    )
+    add_face_options(parser)
     parser.add_argument(
         "--min-face",
         type=int,
@@ -410,9 +416,10 @@ def run_loop(
             break
         result = pipeline.process(frame, source.detection_frame(), still=still)
         reduction = getattr(source, "current_reduction", 1)
-        # A large still decoded at reduced size: boxes in the file's pixels.
-        faces = [face.scaled(reduction) for face in result.faces]
-        record = {"frame": stats.frames, **replace(result, faces=faces).to_dict()}
+        reported = result
+        if reduction > 1:  # a large still decoded at reduced size: boxes in the file's pixels
+            reported = replace(result, faces=[face.scaled(reduction) for face in result.faces])
+        record = {"frame": stats.frames, **reported.to_dict()}
         current = getattr(source, "current_path", None)
         if current is not None:
             record["file"] = str(current)
