@@ -20,7 +20,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default in ``--help``, unless it is empty or the help names it."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in (
+        if action.default in (None, False, [], "", argparse.SUPPRESS) or "default" in (
             action.help or ""
         ):
             return action.help

@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir = args.resume
     else:
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+        check_paths(init=config.init or None)
         run_dir = args.out or Path("runs") / f"{args.format}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.data or not args.format:
         raise InputError("--data and --format are required (or --resume RUN).")

@@ -62,8 +62,8 @@ class TrainConfig:
             raise InputError("The compact backbone trains from scratch: use --weights none.")
         if self.weights.lower() not in ("imagenet", "none") and not Path(self.weights).is_file():
             raise InputError(f"--weights {self.weights}: no such weights file.")
-        if self.init and not (Path(self.init).is_file() and self.init.endswith(".keras")):
-            raise InputError(f"--init {self.init}: no such trained model (.keras file).")
+        if self.init and not self.init.endswith(".keras"):
+            raise InputError(f"--init {self.init}: expected a trained model (.keras file).")
         counts = {"epochs": self.epochs, "batch_size": self.batch_size}
         for name, value in counts.items():
             if value < 1:

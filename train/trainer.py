@@ -292,7 +292,7 @@ def _train(
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = build_model(config.backbone, config.input_size, config.weights, config.dropout)
-        if config.init:
+        if config.init and not resume:  # a resumed run restores its own weights
             start_from(model, config.init)
     if isinstance(train_split, Split):
         data = train_dataset(
@@ -332,9 +332,12 @@ def start_from(model: keras.Model, path: str | Path) -> None:
     """Copies every weight of a trained model into ``model`` (same architecture required).
 
     Raises:
-        InputError: if the trained model's layers or shapes differ from ``model``'s.
+        InputError: if the file does not load, or its layers or shapes differ from ``model``'s.
     """
-    trained = keras.models.load_model(path, compile=False)
+    try:
+        trained = keras.models.load_model(path, compile=False)
+    except (OSError, ValueError) as error:
+        raise InputError(f"--init {path}: not a loadable Keras model ({error}).") from error
     shapes = [tuple(w.shape) for w in model.weights]
     same_input = tuple(trained.input_shape) == tuple(model.input_shape)
     if not same_input or [tuple(w.shape) for w in trained.weights] != shapes:
