@@ -17,8 +17,8 @@ import numpy as np
 from affectlite.train.metrics import classification_report
 
 TAUS = tuple(np.round(np.arange(0.0, 1.01, 0.05), 2))
-MAX_ACCURACY_LOSS = 0.015
-"""Largest drop in held-out accuracy accepted for balance (1.5 points)."""
+MAX_LOSS = 0.015
+"""Largest drop in held-out accuracy, and in macro-F1, accepted for balance (1.5 points)."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,10 @@ def fit_logit_adjustment(
     logits: np.ndarray,
     labels: np.ndarray,
     prior: np.ndarray,
-    max_accuracy_loss: float = MAX_ACCURACY_LOSS,
+    max_loss: float = MAX_LOSS,
 ) -> LogitAdjustment:
-    """Chooses ``tau`` with the best held-out macro-F1 among those that keep accuracy within
-    ``max_accuracy_loss`` of the unadjusted model's.
+    """Chooses ``tau`` with the best held-out balanced accuracy among those that keep accuracy
+    and macro-F1 each within ``max_loss`` of the unadjusted model's.
 
     Args:
         logits: held-out float logits, ``(N, classes)``.
@@ -68,9 +68,9 @@ def fit_logit_adjustment(
     log_prior = np.log(prior / prior.sum())
     names = [str(k) for k in range(len(prior))]
     reports = {tau: classification_report(labels, logits - tau * log_prior, names) for tau in TAUS}
-    floor = reports[0.0]["accuracy"] - max_accuracy_loss
-    allowed = [tau for tau in TAUS if reports[tau]["accuracy"] >= floor]
-    tau = max(allowed, key=lambda t: (reports[t]["macro_f1"], -t))
+    floors = {key: reports[0.0][key] - max_loss for key in ("accuracy", "macro_f1")}
+    allowed = [t for t in TAUS if all(reports[t][key] >= floor for key, floor in floors.items())]
+    tau = max(allowed, key=lambda t: (reports[t]["balanced_accuracy"], -t))
     return LogitAdjustment(
         tau=float(tau),
         bias=tuple(float(b) for b in -tau * log_prior),
