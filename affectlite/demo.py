@@ -259,8 +259,13 @@ def line_progress():
                 )
 
         def on_epoch_end(self, epoch: int, logs=None) -> None:
-            score = (logs or {}).get("val_balanced_accuracy", float("nan"))
-            console.print(f"  epoch {epoch + 1}: validation balanced accuracy {score:.3f}")
+            logs = logs or {}
+            f1 = logs.get("val_macro_f1", float("nan"))
+            balanced = logs.get("val_balanced_accuracy", float("nan"))
+            console.print(
+                f"  epoch {epoch + 1}: validation macro-F1 {f1:.3f} (the best is kept), "
+                f"balanced accuracy {balanced:.3f}"
+            )
 
     return LineProgress()
 
