@@ -263,7 +263,7 @@ def line_progress():
             f1 = logs.get("val_macro_f1", float("nan"))
             balanced = logs.get("val_balanced_accuracy", float("nan"))
             console.print(
-                f"  epoch {epoch + 1}: validation macro-F1 {f1:.3f} (the best is kept), "
+                f"  epoch {epoch + 1}: validation macro-F1 {f1:.3f} (picks the checkpoint), "
                 f"balanced accuracy {balanced:.3f}"
             )
 
