@@ -15,6 +15,7 @@ LABELS = np.array([0] * 50 + [k for k in range(1, 8) for _ in range(2)])
 SPRAY = np.where(np.arange(len(LABELS)) < 25, 7, LABELS)
 # Settled: only class 7 missed (called class 0). Balanced accuracy 0.875, macro-F1 0.873.
 SETTLED = np.where(LABELS == 7, 0, LABELS)
+FACES = np.eye(len(LABELS), dtype=np.float32)  # face i is the one-hot input i
 
 
 def _model_predicting(model, predictions: np.ndarray) -> None:
@@ -25,8 +26,7 @@ def _model_predicting(model, predictions: np.ndarray) -> None:
 def _callback(run_dir, model):
     from affectlite.train.trainer import MacroF1Checkpoint
 
-    faces = np.eye(len(LABELS), dtype=np.float32)
-    val = Split(faces, one_hot(LABELS), [str(i) for i in range(len(LABELS))])
+    val = Split(FACES, one_hot(LABELS), [str(i) for i in range(len(LABELS))])
     callback = MacroF1Checkpoint(val, batch_size=16, run_dir=run_dir)
     callback.set_model(model)
     callback.on_train_begin()
@@ -56,8 +56,7 @@ def test_the_kept_epoch_is_the_one_with_the_best_macro_f1_not_balanced_accuracy(
     assert settled["val_macro_f1"] > spray["val_macro_f1"]
     assert json.loads((tmp_path / "best.json").read_text())["epoch"] == 2
     kept = keras.models.load_model(tmp_path / "best.keras")
-    faces = np.eye(len(LABELS), dtype=np.float32)
-    np.testing.assert_array_equal(kept.predict(faces, verbose=0).argmax(1), SETTLED)
+    np.testing.assert_array_equal(kept.predict(FACES, verbose=0).argmax(1), SETTLED)
 
     resumed = _callback(tmp_path, model)  # a resumed run remembers the best score so far
     _model_predicting(model, SPRAY)
