@@ -120,10 +120,11 @@ def kit_entry(spec: str, threads: int) -> Entry:
     predictor = load_predictor(spec, threads)
     path = Path(predictor.name)
     timed = None
-    if predictor.kind in ("bundle", "tflite"):
-        path = load_bundle(path).classifier_path if predictor.kind == "bundle" else path
-        classifier = EmotionClassifier(path, num_threads=threads)
-        timed = classifier.logits
+    if predictor.kind == "bundle":
+        bundle = load_bundle(path)
+        path, timed = bundle.classifier_path, EmotionClassifier.from_bundle(bundle, threads).logits
+    elif predictor.kind == "tflite":
+        timed = EmotionClassifier(path, num_threads=threads).logits
     name = Path(spec).name if spec != "default" else "default bundle"
     classes = list(range(len(LABELS)))
     return Entry(

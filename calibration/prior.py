@@ -81,6 +81,18 @@ def fit_logit_adjustment(
     )
 
 
+def rarest_first(counts: dict[str, int], labels: tuple[str, ...]) -> tuple[str, ...]:
+    """``labels`` ordered by training count, rarest first (ties keep label order): the order in
+    which the device breaks exact ties of int8 logits. At a tie the model cannot tell the
+    classes apart, and balanced accuracy weighs a hit by one over the class's size, so the rarer
+    class is the better bet, in the same direction as the logit adjustment.
+    """
+    missing = [label for label in labels if label not in counts]
+    if missing:
+        raise ValueError(f"No training count for {', '.join(missing)}.")
+    return tuple(sorted(labels, key=lambda label: (counts[label], labels.index(label))))
+
+
 def fold_into_model(model, adjustment: LogitAdjustment, layer: str = "logits") -> None:
     """Adds the adjustment's bias to the Keras model's final Dense layer, in place."""
     dense = model.get_layer(layer)

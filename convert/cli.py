@@ -166,6 +166,16 @@ def _adjust(model, run_info: dict[str, Any], images, labels) -> dict[str, Any]:
     return adjustment.to_dict()
 
 
+def _tie_break(run_info: dict[str, Any]) -> tuple[str, ...] | None:
+    """The training run's rarest class first, when its class counts are known."""
+    from affectlite.calibration.prior import rarest_first
+
+    counts = run_info.get("data", {}).get("train_counts")
+    if not isinstance(counts, dict) or not all(label in counts for label in LABELS):
+        return None
+    return rarest_first(counts, LABELS)
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     float_layers = tuple(name.strip() for name in args.float_layers.split(",") if name.strip())
@@ -205,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         run_info["logit_adjustment"] = _adjust(model, run_info, images, labels)
     options = BundleOptions(
         gate=gate,
+        tie_break=_tie_break(run_info),
         force=args.force,
         temperature=args.temperature,
         crop=crop,

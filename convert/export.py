@@ -67,6 +67,7 @@ def export_bundle(
     metrics: dict[str, Any] | None = None,
     training_data: dict[str, Any] | None = None,
     model_name: str | None = None,
+    tie_break: tuple[str, ...] | None = None,
     overwrite: bool = False,
 ) -> Bundle:
     """Writes (atomically) and verifies a bundle for the converted classifier.
@@ -83,6 +84,7 @@ def export_bundle(
         metrics: measured numbers (verification, calibration, sizes) to carry.
         training_data: a summary of the training run or data.
         model_name: the Keras model's name.
+        tie_break: labels in the order that wins exact ties of the logits.
         overwrite: replace an existing bundle.
 
     Returns:
@@ -98,6 +100,8 @@ def export_bundle(
     info = {**io, "mode": config.mode, "io": config.io, "model": model_name}
     if config.float_layers:
         info["float_layers"] = list(config.float_layers)
+    if tie_break:
+        info["tie_break"] = list(tie_break)
     bundle = write_bundle(
         out_dir,
         tflite_path,
@@ -248,6 +252,8 @@ class BundleOptions:
         temperature: a fixed softmax temperature; ``None`` fits it on the converted model's
             logits for the verification images.
         crop, label_names, detector, training_data: recorded in / copied into the bundle.
+        tie_break: labels in the order that wins exact ties of the converted logits (the
+            training run's rarest class first); used when verifying and recorded.
         calibration: a summary of the representative set.
         data_description: where the verification images came from, for the report.
         report_dir: also write the report (JSON, Markdown, reliability PNG) here; it is
@@ -263,6 +269,7 @@ class BundleOptions:
     label_names: tuple[str, ...] = LABELS
     detector: str | Path | None = None
     training_data: dict[str, Any] | None = None
+    tie_break: tuple[str, ...] | None = None
     calibration: dict[str, Any] | None = None
     data_description: str = ""
     report_dir: str | Path | None = None
@@ -337,7 +344,7 @@ def convert_to_bundle(
             report["worst_layers"] = [e.to_dict() for e in errors[:debug_layers]]
         logits = None
         if images is not None:
-            logits = converted_logits(tflite, images, label_names)
+            logits = converted_logits(tflite, images, label_names, tie_break=options.tie_break)
             report.update(_verification(model, images, labels, logits, label_names, gate, force))
             report["verification"]["data"] = data_description
         report["temperature"] = _temperature(logits, labels, temperature)
@@ -359,6 +366,7 @@ def convert_to_bundle(
             metrics={k: v for k, v in report.items() if k not in ("model",)},
             training_data=training_data,
             model_name=model.name,
+            tie_break=options.tie_break,
             overwrite=overwrite,
         )
         report["bundle"] = str(bundle.path)

@@ -99,9 +99,11 @@ def converted_logits(
     images: np.ndarray,
     labels: tuple[str, ...] = LABELS,
     batch_size: int = 64,
+    tie_break: tuple[str, ...] | None = None,
 ) -> np.ndarray:
-    """The ``.tflite`` model's dequantised logits, run as on the device."""
-    classifier = EmotionClassifier(tflite_path, labels)
+    """The ``.tflite`` model's dequantised logits, run as on the device (``tie_break`` as the
+    bundle will record it)."""
+    classifier = EmotionClassifier(tflite_path, labels, tie_break=tie_break)
     images = np.asarray(images)
     return np.concatenate(
         [classifier.logits(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]

@@ -7,10 +7,10 @@ Layout::
       classifier.tflite    the emotion classifier, raw RGB 0..255 in, logits out
       face_detector.tflite BlazeFace short-range (optional)
 
-``bundle.json`` holds the labels, the classifier's input size, dtype and quantisation, the crop
-policy, the softmax temperature, a summary of the training data, measured metrics, the kit
-version and the sha256 of every file. :func:`load_bundle` refuses a bundle whose files are
-missing or altered.
+``bundle.json`` holds the labels, the classifier's input size, dtype and quantisation (and the
+order in which exact ties of its logits are broken), the crop policy, the softmax temperature, a
+summary of the training data, measured metrics, the kit version and the sha256 of every file.
+:func:`load_bundle` refuses a bundle whose files are missing or altered.
 """
 
 from __future__ import annotations
@@ -94,6 +94,12 @@ class Bundle:
     @property
     def temperature(self) -> float:
         return float(self.manifest["temperature"])
+
+    @property
+    def tie_break(self) -> tuple[str, ...] | None:
+        """Labels in the order that wins exact ties of the classifier's logits, if recorded."""
+        order = self.manifest["classifier"].get("tie_break")
+        return tuple(order) if order else None
 
     @property
     def classifier_path(self) -> Path:
@@ -290,6 +296,11 @@ def check_manifest(manifest: Any) -> None:
             f"one of {', '.join(INPUT_DTYPES)}",
             classifier["input_dtype"],
         )
+    tie_break = classifier.get("tie_break")
+    if tie_break is not None and (
+        not isinstance(tie_break, list) or sorted(tie_break) != sorted(labels)
+    ):
+        raise _fail("classifier.tie_break", "the labels, each once, in tie-break order", tie_break)
     if manifest.get("detector") is not None:
         detector = _section(manifest, "detector", ("file", "input_size"))
         if not _is_int(detector["input_size"]) or detector["input_size"] < 1:

@@ -12,6 +12,10 @@ from .bundle import Bundle
 from .labels import LABELS
 from .runtime import RuntimeInfo, load_interpreter
 
+TIE_STEP = 1e-5
+"""Logit offset per place in a bundle's tie-break order: far below an int8 output step (~0.01-0.1),
+so it reorders exact ties only, and far below anything a softmax probability shows."""
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of ``logits / temperature`` in float32."""
@@ -19,6 +23,21 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     scaled -= scaled.max(axis=-1, keepdims=True)
     exp = np.exp(scaled)
     return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _tie_offsets(labels: tuple[str, ...], tie_break: tuple[str, ...] | None) -> np.ndarray:
+    """Per-class logit offsets that make the first label of ``tie_break`` win an exact tie.
+
+    int8 logits come in steps of the output scale, so two classes often tie exactly, and an
+    argmax then always picks the lower index (neutral before contempt). Without ``tie_break``
+    that index order stays.
+    """
+    if not tie_break:
+        return np.zeros(len(labels), np.float32)
+    if sorted(tie_break) != sorted(labels):
+        raise InputError(f"tie_break {list(tie_break)} must list the labels {list(labels)} once.")
+    rank = {label: place for place, label in enumerate(tie_break)}
+    return np.array([(len(labels) - 1 - rank[label]) * TIE_STEP for label in labels], np.float32)
 
 
 class EmotionClassifier:
@@ -33,10 +52,12 @@ class EmotionClassifier:
         labels: tuple[str, ...] = LABELS,
         temperature: float = 1.0,
         num_threads: int | None = None,
+        tie_break: tuple[str, ...] | None = None,
     ) -> None:
         self.interpreter, self.runtime = load_interpreter(model_path, num_threads)
         self.labels = tuple(labels)
         self.temperature = float(temperature)
+        self._tie_offsets = _tie_offsets(self.labels, tie_break)
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self.input_size = int(self._input["shape"][1])
@@ -49,8 +70,11 @@ class EmotionClassifier:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, num_threads: int | None = None) -> EmotionClassifier:
-        """Builds the classifier of a verified bundle with its labels and temperature."""
-        return cls(bundle.classifier_path, bundle.labels, bundle.temperature, num_threads)
+        """Builds the classifier of a verified bundle with its labels, temperature and
+        tie-break order."""
+        return cls(
+            bundle.classifier_path, bundle.labels, bundle.temperature, num_threads, bundle.tie_break
+        )
 
     @property
     def runtime_info(self) -> RuntimeInfo:
@@ -61,7 +85,8 @@ class EmotionClassifier:
         return np.dtype(self._input["dtype"])
 
     def logits(self, crops: np.ndarray) -> np.ndarray:
-        """Raw (dequantised) logits for a batch of crops of shape ``(N, S, S, 3)``."""
+        """Dequantised logits for a batch of crops of shape ``(N, S, S, 3)``, with exact ties
+        ordered by the tie-break (see :func:`_tie_offsets`)."""
         crops = np.asarray(crops)
         if crops.ndim == 3:
             crops = crops[None]
@@ -73,7 +98,8 @@ class EmotionClassifier:
         self._ensure_batch(len(crops))
         self.interpreter.set_tensor(self._input["index"], self._quantize(crops))
         self.interpreter.invoke()
-        return self._dequantize(self.interpreter.get_tensor(self._output["index"]))
+        logits = self._dequantize(self.interpreter.get_tensor(self._output["index"]))
+        return logits + self._tie_offsets
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, C)`` after the bundle's temperature."""

@@ -160,6 +160,8 @@ SCHEMA_CASES = [
     ("format_version", "1", "'format_version' must be a positive integer"),
     ("format_version", 99, "bundle format 99 is newer"),
     ("metrics", [], "'metrics' must be an object"),
+    ("classifier.tie_break", ["neutral"], "'classifier.tie_break' must be the labels, each once"),
+    ("classifier.tie_break", "neutral", "'classifier.tie_break' must be the labels, each once"),
 ]
 
 

@@ -364,3 +364,43 @@ def test_resnet50_converts_to_int8_and_runs(tmp_path):
     probs = classifier.predict(images[:4])
     assert probs.shape == (4, len(LABELS))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_exact_int8_ties_go_to_the_bundles_tie_break_order(model, train_data, val_data, tmp_path):
+    """Contempt's logits copied from neutral's tie exactly in int8: argmax alone gives neutral
+    (the lower index); the bundle's rarest-first order gives contempt, on every stage's path."""
+    tied = keras.models.clone_model(model)
+    tied.set_weights(model.get_weights())
+    kernel, bias = tied.get_layer("logits").get_weights()
+    kernel[:, 7], bias[7] = kernel[:, 0], bias[0]
+    tied.get_layer("logits").set_weights([kernel, bias])
+    images, labels = val_data
+    order = ("contempt", "disgust", "fear", "anger", "surprise", "sad", "happy", "neutral")
+    options = BundleOptions(tie_break=order, gate=Gate(max_drop=100, min_agreement=0))
+    config = QuantizationConfig.for_int8(train_data[0][:64], io="int8")
+    report = convert_to_bundle(tied, config, tmp_path / "bundle", images, labels, options)
+    bundle = load_bundle(tmp_path / "bundle")
+    assert bundle.tie_break == order
+
+    neutral = images[labels == 0]
+    plain = EmotionClassifier(bundle.classifier_path)
+    logits = plain.logits(neutral)
+    np.testing.assert_array_equal(logits[:, 0], logits[:, 7])  # the tie is exact
+    assert (logits.argmax(1) == 0).all()
+    broken = EmotionClassifier.from_bundle(bundle)
+    assert (broken.predict(neutral).argmax(1) == 7).all()
+    assert np.abs(broken.predict(neutral) - plain.predict(neutral)).max() < 1e-4
+    assert report["verification"]["per_class_recall"]["converted"]["neutral"] == 0.0
+
+
+def test_cli_records_the_training_runs_rarest_class_first(model_file, dataset, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(model_file.read_bytes())
+    counts = dict(zip(LABELS, (900, 700, 300, 300, 60, 20, 200, 15), strict=True))
+    (run / "config.json").write_text(json.dumps({"data": {"train_counts": counts}}))
+    out = tmp_path / "bundle"
+    args = ("--data", dataset, "--format", "folder", "--out", out)
+    assert _convert(run / "model.keras", *args) == 0
+    expected = ["contempt", "disgust", "fear", "anger", "sad", "surprise", "happy", "neutral"]
+    assert load_bundle(out).manifest["classifier"]["tie_break"] == expected

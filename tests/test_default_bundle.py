@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from affectlite.calibration.prior import rarest_first
 from affectlite.edge_app.bundle import DEFAULT_BUNDLE, load_bundle
 from affectlite.edge_app.classifier import EmotionClassifier
 from affectlite.edge_app.labels import LABELS
@@ -56,6 +57,7 @@ def test_default_bundle_is_small_int8_and_says_where_it_came_from(default_bundle
     assert sum(data["train_counts"].values()) > 20_000
     assert sum(data["val_counts"].values()) > 2_000
     assert manifest["metrics"]["ferplus_valid"]["n"] == 3191
+    assert default_bundle.tie_break == rarest_first(data["train_counts"], LABELS)
 
 
 def _ferplus_or_fail():

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from affectlite.calibration.prior import MAX_LOSS, fit_logit_adjustment, fold_into_model
+from affectlite.calibration.prior import (
+    MAX_LOSS,
+    fit_logit_adjustment,
+    fold_into_model,
+    rarest_first,
+)
 from affectlite.train.metrics import classification_report
 
 
@@ -54,3 +59,11 @@ def test_folding_shifts_the_keras_model_logits_by_the_bias():
     before = model.predict(x, verbose=0)
     fold_into_model(model, fit)
     np.testing.assert_allclose(model.predict(x, verbose=0) - before, [fit.bias] * 5, atol=1e-5)
+
+
+def test_tie_break_order_is_rarest_training_class_first():
+    labels = ("neutral", "happy", "fear", "contempt")
+    counts = {"neutral": 900, "happy": 600, "fear": 40, "contempt": 40}
+    assert rarest_first(counts, labels) == ("fear", "contempt", "happy", "neutral")
+    with pytest.raises(ValueError, match="No training count for contempt"):
+        rarest_first({"neutral": 1, "happy": 1, "fear": 1}, labels)
