@@ -146,7 +146,7 @@ def convert_model(model, config: QuantizationConfig, workdir: str | Path) -> Pat
     try:
         converter = _converter(model, workdir, config)
         if config.float_layers:
-            data = _selectively_quantized(converter, config)
+            data = _selectively_quantized(converter, config, _output_layer(model))
         else:
             data = converter.convert()
     except (ConversionError, UnknownLayerError):
@@ -213,7 +213,13 @@ def _restore_name(name: str, names: set[str]) -> str:
     return restored[0] if len(restored) == 1 else name
 
 
-def _layer_errors(debugger) -> list[LayerError]:
+def _output_layer(model) -> str:
+    """The Keras name of a single-output model's last layer: export names its tensor only
+    ``StatefulPartitionedCall…:0``, so the debugger lists it under this name instead."""
+    return model.layers[-1].name if len(model.outputs) == 1 else ""
+
+
+def _layer_errors(debugger, output_layer: str = "") -> list[LayerError]:
     debugger.run()
     table = io.StringIO()
     debugger.layer_statistics_dump(table)
@@ -223,6 +229,7 @@ def _layer_errors(debugger) -> list[LayerError]:
     # restored from the plain quantized model, whose names --float-layers must match.
     interpreter, _ = load_interpreter(debugger.get_nondebug_quantized_model(), num_threads=1)
     names = {detail["name"] for detail in interpreter.get_tensor_details()}
+    outputs = {detail["name"] for detail in interpreter.get_output_details()}
     rows = []
     for row in csv.DictReader(table):
         scale = float(row["scale"])
@@ -238,7 +245,15 @@ def _layer_errors(debugger) -> list[LayerError]:
             )
         )
     tensors = [row.tensor for row in rows]
-    rows = [replace(row, layer=_layer_name(row.tensor, tensors)) for row in rows]
+    rows = [
+        replace(
+            row,
+            layer=output_layer
+            if output_layer and row.tensor in outputs
+            else _layer_name(row.tensor, tensors),
+        )
+        for row in rows
+    ]
     return sorted(rows, key=lambda row: row.rmse_over_scale, reverse=True)
 
 
@@ -261,16 +276,20 @@ def quantization_errors(model, config: QuantizationConfig, workdir: str | Path) 
     if config.mode != "int8":
         raise InputError(f"Per-layer quantization error applies to mode int8, not {config.mode}.")
     start = time.perf_counter()
-    errors = _layer_errors(_debugger(_converter(model, Path(workdir), config), config))
+    debugger = _debugger(_converter(model, Path(workdir), config), config)
+    errors = _layer_errors(debugger, _output_layer(model))
     log.info("Quantization debugger: %d layers in %.1f s", len(errors), time.perf_counter() - start)
     return errors
 
 
-def resolve_layers(names: tuple[str, ...], tensors: list[str]) -> list[str]:
+def resolve_layers(
+    names: tuple[str, ...], tensors: list[str], aliases: dict[str, str] | None = None
+) -> list[str]:
     """Maps user layer names to the converted model's tensor names.
 
-    A name matches a tensor when it equals the full tensor name (as the debugger lists it) or one
-    of its ``/``- or ``;``-separated parts, ignoring the ``_1`` suffix that export adds.
+    A name matches a tensor when it equals the full tensor name (as the debugger lists it), one
+    of its ``/``- or ``;``-separated parts (ignoring the ``_1`` suffix that export adds), or an
+    alias (the output layer's Keras name).
 
     Raises:
         UnknownLayerError: naming a layer that matches no tensor, with examples of valid names.
@@ -281,7 +300,9 @@ def resolve_layers(names: tuple[str, ...], tensors: list[str]) -> list[str]:
         hits = [
             tensor
             for tensor in tensors
-            if tensor == name or any(pattern.fullmatch(part) for part in re.split(r"[/;]", tensor))
+            if tensor == name
+            or (aliases or {}).get(name) == tensor
+            or any(pattern.fullmatch(part) for part in re.split(r"[/;]", tensor))
         ]
         if not hits:
             examples = ", ".join(tensors[:5])
@@ -293,10 +314,11 @@ def resolve_layers(names: tuple[str, ...], tensors: list[str]) -> list[str]:
     return resolved
 
 
-def _selectively_quantized(converter, config: QuantizationConfig) -> bytes:
+def _selectively_quantized(converter, config: QuantizationConfig, output_layer: str) -> bytes:
     debugger = _debugger(converter, config)
-    tensors = [error.tensor for error in _layer_errors(debugger)]
-    nodes = resolve_layers(config.float_layers, tensors)
+    errors = _layer_errors(debugger, output_layer)
+    aliases = {error.layer: error.tensor for error in errors}
+    nodes = resolve_layers(config.float_layers, [error.tensor for error in errors], aliases)
     log.info("Keeping %d tensors in float: %s", len(nodes), "; ".join(nodes))
     debugger.options = _debug_options(config, nodes)
     return debugger.get_nondebug_quantized_model()

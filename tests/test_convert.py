@@ -307,8 +307,10 @@ def test_debugger_ranks_layers_and_float_layers_stay_float(model, train_data, va
     conv1 = [e.tensor for e in errors if "conv1" in e.tensor]
     assert resolve_layers(("conv1",), [e.tensor for e in errors]) == conv1
     tensors = [e.tensor for e in errors]
-    assert all(resolve_layers((e.layer,), tensors) == [e.tensor] for e in errors)
+    aliases = {e.layer: e.tensor for e in errors}
+    assert all(resolve_layers((e.layer,), tensors, aliases) == [e.tensor] for e in errors)
     assert any(len(e.layer) < len(e.tensor) for e in errors)
+    assert [e.op for e in errors if e.layer == "logits"] == ["FULLY_CONNECTED"]
     with pytest.raises(ValueError, match="'nope' matches no quantized layer; run with --debug"):
         resolve_layers(("nope",), [e.tensor for e in errors])
 
@@ -320,6 +322,14 @@ def test_debugger_ranks_layers_and_float_layers_stay_float(model, train_data, va
     assert interpreter.get_input_details()[0]["dtype"] == np.int8
     report = verify(model, path, *val_data)
     assert not Gate().failures(report)
+
+    config = QuantizationConfig.for_int8(images, io="float32", float_layers=("logits",))
+    interpreter, _ = load_interpreter(convert_model(model, config, tmp_path / "float-logits"))
+    fully_connected = [
+        op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"
+    ]
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    assert [dtypes[i] for i in fully_connected[0]["outputs"]] == [np.float32]
     confusion = np.array(report["confusion"]["converted"])
     assert confusion.shape == (8, 8) and confusion.sum() == report["n"]
     assert np.trace(confusion) == round(report["converted"]["accuracy"] * report["n"])
