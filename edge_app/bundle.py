@@ -298,7 +298,9 @@ def check_manifest(manifest: Any) -> None:
         )
     tie_break = classifier.get("tie_break")
     if tie_break is not None and (
-        not isinstance(tie_break, list) or sorted(tie_break) != sorted(labels)
+        not isinstance(tie_break, list)
+        or not all(isinstance(label, str) for label in tie_break)
+        or sorted(tie_break) != sorted(labels)
     ):
         raise _fail("classifier.tie_break", "the labels, each once, in tie-break order", tie_break)
     if manifest.get("detector") is not None:

@@ -162,6 +162,7 @@ SCHEMA_CASES = [
     ("metrics", [], "'metrics' must be an object"),
     ("classifier.tie_break", ["neutral"], "'classifier.tie_break' must be the labels, each once"),
     ("classifier.tie_break", "neutral", "'classifier.tie_break' must be the labels, each once"),
+    ("classifier.tie_break", [1, "a"], "'classifier.tie_break' must be the labels, each once"),
 ]
 
 
