@@ -17,6 +17,8 @@ import numpy as np
 
 from affectlite.errors import InputError
 
+from .names import shown
+
 Box = tuple[float, float, float, float]
 """A face box as ``(x, y, width, height)`` in pixels of the full image."""
 
@@ -26,6 +28,27 @@ MIN_SIDE = 8
 MAX_STILL_PIXELS = 40_000_000
 """Stills whose header claims more pixels are refused before decoding: 40 MP decodes to
 120 MB of RGB, which a 1 GB Raspberry Pi still affords; a 20000×20000 PNG (2.5 GB) it does not."""
+
+MAX_FRAME_PIXELS = 3840 * 2160
+"""Video and camera frames over 4K are refused from the container before any frame is decoded:
+a 4K frame is 25 MB of RGB; an 8000×8000 video took 2 GB through the decoder."""
+
+STILL_MAGIC = (b"\xff\xd8", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a", b"II*\0", b"MM\0*")
+"""How a still file starts (JPEG, PNG, BMP, GIF, TIFF; WebP is ``RIFF....WEBP``)."""
+
+HEIF_BRANDS = {
+    b"heic": "HEIC",
+    b"heix": "HEIC",
+    b"heim": "HEIC",
+    b"heis": "HEIC",
+    b"hevc": "HEIC",
+    b"hevx": "HEIC",
+    b"mif1": "HEIF",
+    b"msf1": "HEIF",
+    b"avif": "AVIF",
+    b"avis": "AVIF",
+}
+"""ISO-BMFF ``ftyp`` brands of HEIF stills (HEIC, AVIF): photos, though they share MP4's box."""
 
 REDUCED_PIXELS = 8_000_000
 """Larger stills are decoded at 1/2, 1/4 or 1/8 scale (JPEG natively) to at most about this."""
@@ -128,8 +151,8 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise ImageError(f"{path}: cannot read ({error.strerror or error}).") from error
-    return decode_image(data, str(path))
+        raise ImageError(f"{shown(path)}: cannot read ({error.strerror or error}).") from error
+    return decode_image(data, shown(path))
 
 
 @dataclass(frozen=True)
@@ -148,54 +171,105 @@ class Still:
     reduction: int = 1
 
 
-def read_still(path: str | Path, max_pixels: int = MAX_STILL_PIXELS) -> Still:
+def read_still(path: str | Path, max_pixels: float = MAX_STILL_PIXELS) -> Still:
     """Reads a still image for the device, with a memory limit: the one reader for image files
-    on the device (folder sources, single photos).
+    on the device (folder sources, single photos, the app's Open photo).
 
-    The size is read from the header (PNG, JPEG, BMP, WebP, TIFF) before any decoding; an image
-    over ``max_pixels`` is refused, and one over :data:`REDUCED_PIXELS` is decoded at 1/2, 1/4
-    or 1/8 scale (JPEG decodes directly at that scale). EXIF rotation is applied.
+    The format is read from the file's first bytes, never its name, and the size from its
+    header (PNG, JPEG, BMP, GIF, WebP, TIFF, HEIC/AVIF) before any decoding; an image over
+    ``max_pixels`` is refused, and one over :data:`REDUCED_PIXELS` is decoded at 1/2, 1/4 or 1/8
+    scale (JPEG decodes directly at that scale). A GIF is a still: its first frame. EXIF
+    rotation is applied.
 
     Raises:
         ImageError: naming the file when it is unreadable, of an unknown format, over the
-            limit, or not decodable.
+            limit, without a decoder here (HEIC), or not decodable.
     """
     path = Path(path)
     try:
         with open(path, "rb") as handle:
+            start = handle.read(32)
+            handle.seek(0)
             size = header_size(handle)
             if size is None:
                 raise ImageError(
-                    f"{path}: cannot read the image size from its header (corrupt, truncated or "
-                    "not a PNG, JPEG, BMP, WebP or TIFF file)."
+                    f"{shown(path)}: cannot read the image size from its header (corrupt, "
+                    "truncated or not a PNG, JPEG, BMP, GIF, WebP, TIFF or AVIF file)."
                 )
             width, height = size
             if width * height > max_pixels:
                 raise ImageError(
-                    f"{path}: refused, {width}×{height} px is over the device limit of "
-                    f"{max_pixels:,} pixels (raise --max-pixels, or downscale the image)."
+                    f"{shown(path)}: refused, {width}×{height} px is over the device limit of "
+                    f"{max_pixels:,.0f} pixels (raise --max-pixels, or downscale the image)."
                 )
+            _check_decoder(path, start)
             handle.seek(0)
             data = handle.read()
     except OSError as error:
-        raise ImageError(f"{path}: cannot read ({error.strerror or error}).") from error
+        raise ImageError(f"{shown(path)}: cannot read ({error.strerror or error}).") from error
     reduction = next((r for r in (1, 2, 4, 8) if width * height <= REDUCED_PIXELS * r * r), 8)
     if reduction == 1:
-        return Still(decode_image(data, str(path)), size)
+        return Still(decode_image(data, shown(path)), size)
     try:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[reduction])
     except cv2.error:
         bgr = None
     if bgr is None:
-        raise ImageError(f"{path}: not a readable image (corrupt, truncated or not an image file).")
+        raise ImageError(
+            f"{shown(path)}: not a readable image (corrupt, truncated or not an image file)."
+        )
     return Still(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, reduction)
 
 
+def _check_decoder(path: Path, start: bytes) -> None:
+    """Refuses a HEIF still (HEIC, AVIF) that this OpenCV has no decoder for."""
+    brand = heif_brand(start)
+    if brand and not cv2.haveImageReader(str(path)):
+        raise ImageError(
+            f"{shown(path)}: a {brand} photo, and OpenCV {cv2.__version__} here has no {brand} "
+            "decoder; convert it to JPEG or PNG."
+        )
+
+
+def media_kind(path: str | Path) -> str:
+    """What a file holds, from its first bytes, never its name: ``"still"`` (JPEG, PNG, BMP,
+    GIF, WebP, TIFF, HEIC, AVIF) or ``"video"`` (anything else; OpenCV's FFmpeg probes it).
+
+    Raises:
+        ImageError: naming the file when it cannot be read.
+    """
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(32)
+    except OSError as error:
+        raise ImageError(f"{shown(path)}: cannot read ({error.strerror or error}).") from error
+    return "still" if _still_start(start) or heif_brand(start) else "video"
+
+
+def _still_start(start: bytes) -> bool:
+    return start.startswith(STILL_MAGIC) or (start[:4] == b"RIFF" and start[8:12] == b"WEBP")
+
+
+def heif_brand(start: bytes) -> str | None:
+    """``"HEIC"``, ``"AVIF"`` or ``"HEIF"`` for an ISO-BMFF ``ftyp`` naming a HEIF still brand
+    (major or compatible), else ``None`` (an MP4 or MOV video)."""
+    if start[4:8] != b"ftyp":
+        return None
+    size = int.from_bytes(start[:4], "big")
+    brands = [start[8:12]] + [start[i : i + 4] for i in range(16, min(size, len(start)), 4)]
+    kinds = [HEIF_BRANDS[brand] for brand in brands if brand in HEIF_BRANDS]
+    return "AVIF" if "AVIF" in kinds else (kinds[0] if kinds else None)
+
+
 def header_size(handle: BinaryIO) -> tuple[int, int] | None:
-    """``(width, height)`` from a PNG, JPEG, BMP, WebP or TIFF header, read without decoding;
-    ``None`` when the header is not one of these or is damaged."""
+    """``(width, height)`` from a PNG, JPEG, BMP, GIF, WebP, TIFF or HEIF (HEIC, AVIF) header,
+    read without decoding; ``None`` when the header is not one of these or is damaged."""
     start = handle.read(32)
     try:
+        if start[:6] in (b"GIF87a", b"GIF89a"):
+            return _gif_size(handle)
+        if heif_brand(start):
+            return _heif_size(handle)
         if start.startswith(b"\x89PNG\r\n\x1a\n") and start[12:16] == b"IHDR":
             return _positive(*struct.unpack(">II", start[16:24]))
         if start.startswith(b"\xff\xd8"):
@@ -210,6 +284,38 @@ def header_size(handle: BinaryIO) -> tuple[int, int] | None:
     except (struct.error, ValueError, OSError):
         return None
     return None
+
+
+def _gif_size(handle: BinaryIO) -> tuple[int, int] | None:
+    """The larger of the logical screen and the first frame: either may set the decoded size."""
+    handle.seek(6)
+    width, height, flags = struct.unpack("<HHB2x", handle.read(7))
+    if flags & 0x80:  # a global colour table
+        handle.seek(3 << ((flags & 7) + 1), 1)
+    while True:
+        block = handle.read(1)
+        if block == b",":  # image descriptor
+            _, _, frame_w, frame_h = struct.unpack("<HHHH", handle.read(8))
+            return _positive(max(width, frame_w), max(height, frame_h))
+        if block != b"!":  # an extension; anything else ends the walk
+            return None
+        handle.read(1)
+        while (length := handle.read(1)) not in (b"", b"\0"):
+            handle.seek(length[0], 1)
+        if not length:
+            return None
+
+
+def _heif_size(handle: BinaryIO) -> tuple[int, int] | None:
+    """The largest ``ispe`` (image spatial extents) box in the first 1 MiB."""
+    handle.seek(0)
+    data = handle.read(1 << 20)
+    sizes = []
+    at = data.find(b"ispe")
+    while 0 <= at <= len(data) - 16:
+        sizes.append(struct.unpack(">II", data[at + 8 : at + 16]))
+        at = data.find(b"ispe", at + 4)
+    return _positive(*max(sizes, key=lambda s: s[0] * s[1])) if sizes else None
 
 
 def _positive(width: int, height: int) -> tuple[int, int] | None:

@@ -12,11 +12,14 @@ is opened, so this module imports on any machine.
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import inspect
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,11 +29,19 @@ import numpy as np
 
 from affectlite.errors import EnvironmentProblem, InputError
 
-from .preprocess import MAX_STILL_PIXELS, ImageError, read_still
+from .names import shown
+from .preprocess import MAX_FRAME_PIXELS, MAX_STILL_PIXELS, ImageError, media_kind, read_still
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif"}
+    | {".avif"}
+)
+"""The names a folder source lists as photos; each is then decoded by its content."""
+
+MAX_MATCHES = 100_000
+"""Most files one folder or glob pattern may name: beyond it, a one-line error."""
 
 
 class SourceError(EnvironmentProblem):
@@ -95,7 +106,7 @@ class OpenCVSource(FrameSource):
         self.live = isinstance(target, int)
         self.loop = loop
         self.resolution = resolution
-        self.name = f"camera {target}" if self.live else str(target)
+        self.name = f"camera {target}" if self.live else shown(target)
         self.warnings: list[str] = []
         self._capture: cv2.VideoCapture | None = None
         self._frames = 0
@@ -104,7 +115,7 @@ class OpenCVSource(FrameSource):
         if self._capture is not None:
             return
         if not self.live and not self.target.is_file():
-            raise SourceError(f"{self.target}: video file not found.")
+            raise SourceError(f"{shown(self.target)}: video file not found.")
         target = self.target if self.live else str(self.target)
         capture = cv2.VideoCapture(target)
         if not capture.isOpened():
@@ -114,11 +125,29 @@ class OpenCVSource(FrameSource):
                     f"Cannot open camera {self.target}: not connected, busy or not permitted "
                     "(check the cable, `ls /dev/video*`, and that your user is in the video group)."
                 )
-            raise SourceError(f"{self.target}: OpenCV cannot decode this video file.")
+            raise SourceError(f"{shown(self.target)}: OpenCV cannot decode this video file.")
         if self.live and self.resolution:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.resolution[0])
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.resolution[1])
+        try:
+            self._check_size(capture)
+        except SourceError:
+            capture.release()
+            raise
         self._capture = capture
+
+    def _check_size(self, capture: cv2.VideoCapture) -> None:
+        """Refuses frames over :data:`MAX_FRAME_PIXELS` from the container's (or camera's)
+        declared size, before a frame is decoded."""
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > MAX_FRAME_PIXELS:
+            raise SourceError(
+                f"{shown(self.name)}: refused, {width}×{height} frames are over the device "
+                f"limit of 4K ({MAX_FRAME_PIXELS:,} pixels per frame)."
+            )
+        if width <= 0 or height <= 0:
+            raise SourceError(f"{shown(self.name)}: the video declares no frame size.")
 
     def read(self) -> np.ndarray | None:
         if self._capture is None:
@@ -187,14 +216,14 @@ class ImageFilesSource(FrameSource):
         self.loop = loop
         self.max_pixels = max_pixels
         self.on_skip = on_skip
-        self.name = ", ".join(map(str, self.paths[:3])) + (" …" if len(self.paths) > 3 else "")
+        self.name = ", ".join(map(shown, self.paths[:3])) + (" …" if len(self.paths) > 3 else "")
         self.skipped: list[str] = []
         self.current_path: Path | None = None
         self.current_reduction = 1
         self._next = 0
 
     def open(self) -> None:
-        missing = [str(p) for p in self.paths if not p.is_file()]
+        missing = [shown(p) for p in self.paths if not p.is_file()]
         if missing:
             raise SourceError(f"{missing[0]}: image file not found.")
         self._next = 0
@@ -229,23 +258,80 @@ class ImageFilesSource(FrameSource):
         self.current_path = None
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """The image files of ``folder`` (``IMAGE_SUFFIXES``) in name order.
+def list_images(folder: str | Path, limit: int = MAX_MATCHES) -> list[Path]:
+    """The image files of ``folder`` (``IMAGE_SUFFIXES``) in name order; sub-folders are not
+    entered, so a link loop cannot hold it.
 
     Raises:
-        SourceError: if ``folder`` is not a folder or holds no image.
+        SourceError: if ``folder`` is not a folder, holds no image or more than ``limit``.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise SourceError(f"{folder}: not a folder.")
-    paths = sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+        raise SourceError(f"{shown(folder)}: not a folder.")
+    paths = []
+    for entry in os.scandir(folder):
+        if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
+            paths.append(Path(entry.path))
+            if len(paths) > limit:
+                raise SourceError(
+                    f"{shown(folder)}: over {limit:,} images in this folder; split it or give "
+                    "a narrower pattern."
+                )
     if not paths:
         raise SourceError(
-            f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder."
+            f"{shown(folder)}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder."
         )
-    return paths
+    return sorted(paths)
+
+
+def expand_glob(pattern: str, limit: int = MAX_MATCHES) -> list[Path]:
+    """The files ``pattern`` matches, in name order, as :func:`glob.glob` with ``recursive``
+    would find them, except that ``**`` never enters a linked folder: a link loop cannot make
+    the expansion endless.
+
+    Raises:
+        SourceError: when more than ``limit`` files match.
+    """
+    parts = Path(os.path.expanduser(pattern)).parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    base = Path(*parts[:fixed]) if fixed else Path()
+    found: list[Path] = []
+    for path in _matches(base, parts[fixed:]):
+        found.append(path)
+        if len(found) > limit:
+            raise SourceError(
+                f"{shown(pattern)}: matches over {limit:,} files; give a narrower pattern."
+            )
+    return sorted(found)
+
+
+def _matches(folder: Path, parts: tuple[str, ...]) -> Iterator[Path]:
+    if not parts:
+        if folder.is_file():
+            yield folder
+        return
+    part, rest = parts[0], parts[1:]
+    if not glob.has_magic(part):
+        yield from _matches(folder / part, rest)
+        return
+    try:
+        entries = sorted(os.scandir(folder or "."), key=lambda entry: entry.name)
+    except OSError:
+        return
+    if part == "**":
+        yield from _matches(folder, rest)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from _matches(folder / entry.name, parts)
+            elif not rest and entry.is_file():  # a final ``**`` names the files too
+                yield folder / entry.name
+        return
+    for entry in entries:
+        hidden = entry.name.startswith(".") and not part.startswith(".")
+        if not hidden and fnmatch.fnmatchcase(entry.name, part):
+            yield from _matches(folder / entry.name, rest)
 
 
 class ImageFolderSource(ImageFilesSource):
@@ -666,7 +752,7 @@ def make_source(spec: str, **options: Any) -> FrameSource:
         cls, args = OpenCVSource, (int(spec),)
     elif path.is_dir():
         cls, args = ImageFolderSource, (path,)
-    elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+    elif path.is_file() and _kind(path) == "still":
         cls, args = ImageFilesSource, ([path],)
     elif path.is_file():
         cls, args = OpenCVSource, (path,)
@@ -683,6 +769,13 @@ def make_source(spec: str, **options: Any) -> FrameSource:
             f"it takes {', '.join(sorted(accepted)) or 'no options'}."
         )
     return cls(*args, **options)
+
+
+def _kind(path: Path) -> str:
+    try:
+        return media_kind(path)
+    except ImageError as error:
+        raise SourceError(str(error)) from None
 
 
 def open_source(
