@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from affectlite.errors import InputError
@@ -44,10 +45,14 @@ def check_new_folder(path: Path, overwrite: bool) -> None:
 
 
 def check_positive(**values: float | None) -> None:
-    """Raises :class:`InputError` naming the first option that is below 1."""
+    """Raises :class:`InputError` naming the first option that is below 1 or not a finite
+    number (``nan`` and ``inf`` would turn a limit off)."""
     for name, value in values.items():
+        flag = f"--{name.replace('_', '-')}"
+        if value is not None and not math.isfinite(value):
+            raise InputError(f"{flag} must be a finite number, got {value}.")
         if value is not None and value < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
+            raise InputError(f"{flag} must be at least 1, got {value}.")
 
 
 def add_max_pixels(parser: argparse.ArgumentParser, default: float) -> None:
@@ -58,6 +63,11 @@ def add_max_pixels(parser: argparse.ArgumentParser, default: float) -> None:
         default=default,
         help="refuse still images over this many pixels, from their header (default 40e6)",
     )
+
+
+def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--overwrite``: allow replacing ``what`` when it already exists."""
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what}")
 
 
 def add_json(parser: argparse.ArgumentParser, what: str = "the report") -> None:
