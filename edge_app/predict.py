@@ -10,6 +10,14 @@ with one line per photo or frame::
      "box": [x, y, w, h], "label": "happy", "confidence": 0.81, "uncertain": false,
      "probabilities": {...}, "score": 0.93}]}
 
+The kind of each file is read from its first bytes, never its name (a GIF is a still: its first
+frame). An ``--out`` folder that already holds files is refused unless ``--overwrite``, and an
+annotated picture never replaces one of the inputs: it takes the name ``stem-2.jpg`` instead.
+A source that cannot be read or written is reported on its line and the others go on; the exit
+status is then 1 if an output could not be written, else 2. SIGTERM or SIGINT stops after the
+current photo (a video file's unfinished MP4 is removed), appends ``{"event": "interrupted",
+...}`` and keeps ``predictions.jsonl.partial``, with exit 143 / 130, as ``run`` does.
+
 Examples::
 
     affectlite predict photo.jpg
@@ -24,7 +32,9 @@ import argparse
 import glob
 import importlib.util
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,21 +44,32 @@ from typing import Any
 import cv2
 import numpy as np
 
-from affectlite.errors import EnvironmentProblem, InputError
+from affectlite.errors import AffectliteError, EnvironmentProblem, InputError
 from affectlite.files import atomic_path, write_bytes
-from affectlite.options import add_max_pixels, check_positive
+from affectlite.options import add_max_pixels, add_overwrite, check_positive
 
 from . import overlay
 from .bundle import DEFAULT_BUNDLE, BundleError, resolve_bundle
 from .detector import DetectorUnavailable
+from .names import shown
 from .pipeline import Pipeline, PipelineConfig
-from .preprocess import MAX_STILL_PIXELS, ImageError, read_still
+from .preprocess import MAX_STILL_PIXELS, media_kind, read_still
 from .recognizer import EmotionRecognizer
-from .runner import WINDOW, JsonLines, RunnerError, add_face_options, check_display
-from .runtime import RuntimeUnavailable
-from .sources import IMAGE_SUFFIXES, OpenCVSource, SourceError, list_images
+from .runner import (
+    WINDOW,
+    JsonLines,
+    OutputError,
+    RunnerError,
+    add_face_options,
+    check_display,
+    on_signals,
+)
+from .sources import OpenCVSource, SourceError, expand_glob, list_images
 
 PROG = "affectlite predict"
+RESULTS = "predictions.jsonl"
+FPS_RANGE = (1.0, 120.0)
+"""Frame rates the MP4 writer is given: a header's absurd rate (0, 1e9) is clamped into it."""
 Emit = Callable[[dict[str, Any]], None]
 Show = Callable[[np.ndarray, bool], bool]
 
@@ -62,7 +83,16 @@ class Item:
 
     @property
     def name(self) -> str:
-        return f"camera {self.target}" if self.kind == "camera" else str(self.target)
+        return f"camera {self.target}" if self.kind == "camera" else shown(self.target)
+
+
+class WriteFailed(AffectliteError):
+    """An item's output could not be written (full disk, an encoder that refuses its frames);
+    the item is reported and the others go on (exit 1)."""
+
+
+class Interrupted(Exception):
+    """A stop signal arrived while a video file was being read."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, help="output folder (default: runs/predict-<date>-<time>)"
     )
+    add_overwrite(parser, "results in an existing --out folder (never an input)")
     parser.add_argument(
         "--show", action="store_true", help="also show each result in a window (needs a GUI)"
     )
@@ -95,10 +126,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def expand_sources(specs: list[str]) -> list[Item]:
-    """The photos, videos and cameras that ``specs`` name, in order.
+    """The photos, videos and cameras that ``specs`` name, in order; each file's kind is read
+    from its first bytes.
 
     Raises:
-        InputError: for a spec that names nothing (no such file, empty folder, no match).
+        InputError: for a spec that names nothing (no such file, empty folder, no match) or too
+            much (over 100,000 files).
     """
     items = []
     for spec in specs:
@@ -106,37 +139,88 @@ def expand_sources(specs: list[str]) -> list[Item]:
             items.append(Item("camera", int(spec)))
             continue
         path = Path(spec).expanduser()
-        if path.is_dir():
-            try:
+        try:
+            if path.is_dir():
                 paths = list_images(path)
-            except SourceError as error:
-                raise InputError(str(error)) from error
-        elif path.is_file():
-            paths = [path]
-        elif glob.has_magic(spec):
-            paths = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-            paths = [p for p in paths if p.is_file()]
-            if not paths:
-                raise InputError(f"{spec}: no file matches this pattern.")
-        else:
-            raise InputError(
-                f"{spec}: no such file or folder. Give image files, folders, glob patterns, "
-                "video files or a camera index (0, 1, …)."
-            )
-        items += [
-            Item("photo" if p.suffix.lower() in IMAGE_SUFFIXES else "video", p) for p in paths
-        ]
+            elif path.is_file():
+                paths = [path]
+            elif glob.has_magic(spec):
+                paths = expand_glob(spec)
+                if not paths:
+                    raise InputError(f"{shown(spec)}: no file matches this pattern.")
+            else:
+                raise InputError(
+                    f"{shown(spec)}: no such file or folder. Give image files, folders, glob "
+                    "patterns, video files or a camera index (0, 1, …)."
+                )
+            items += [Item("photo" if media_kind(p) == "still" else "video", p) for p in paths]
+        except SourceError as error:
+            raise InputError(str(error)) from error
     return items
 
 
-def unique_name(stem: str, suffix: str, taken: set[str]) -> str:
-    """``stem + suffix``, or ``stem-2 + suffix``, … when that name is already ``taken``."""
-    name, count = stem + suffix, 1
-    while name in taken:
-        count += 1
-        name = f"{stem}-{count}{suffix}"
-    taken.add(name)
-    return name
+def prepare_out(out: Path, overwrite: bool, items: list[Item]) -> list[Path]:
+    """Checks and creates the output folder; returns the folders created, deepest first.
+
+    Raises:
+        InputError: for an ``--out`` that is a file, lies under one, cannot be created, already
+            holds files (unless ``overwrite``), or whose ``predictions.jsonl`` is an input.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {shown(out)} is a file, not a folder; choose a folder.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(
+            f"--out {shown(out)} already holds files; choose another folder or pass "
+            "--overwrite (inputs are never replaced)."
+        )
+    if is_input(out / RESULTS, input_ids(items)):
+        raise InputError(f"--out {shown(out)}: its {RESULTS} is an input; choose another folder.")
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(
+            f"--out {shown(out)}: cannot create this folder ({error.strerror}); choose a "
+            "writable one."
+        ) from None
+    return created
+
+
+def input_ids(items: list[Item]) -> set[tuple[int, int]]:
+    """``(device, inode)`` of every input file: what an output must never replace."""
+    ids = set()
+    for item in items:
+        if item.kind != "camera":
+            info = os.stat(item.target)
+            ids.add((info.st_dev, info.st_ino))
+    return ids
+
+
+def is_input(path: Path, inputs: set[tuple[int, int]]) -> bool:
+    """Whether ``path`` (a link followed) is one of the input files."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return (info.st_dev, info.st_ino) in inputs
+
+
+@dataclass
+class Names:
+    """The names given in one output folder: never twice, and never an input's file."""
+
+    out: Path
+    inputs: set[tuple[int, int]]
+    taken: set[str]
+
+    def unique(self, stem: str, suffix: str) -> str:
+        """``stem + suffix``, or ``stem-2 + suffix``, … when that name is taken or is an input."""
+        name, count = stem + suffix, 1
+        while name in self.taken or is_input(self.out / name, self.inputs):
+            count += 1
+            name = f"{stem}-{count}{suffix}"
+        self.taken.add(name)
+        return name
 
 
 def fresh_folder(path: Path) -> Path:
@@ -158,24 +242,26 @@ def encode_jpeg(picture_rgb: np.ndarray) -> bytes:
 def predict_photo(
     recognizer: EmotionRecognizer,
     path: Path,
-    out: Path,
-    taken: set[str],
+    names: Names,
     emit: Emit,
     max_pixels: float = MAX_STILL_PIXELS,
-) -> tuple[Path, np.ndarray] | None:
+) -> tuple[Path, np.ndarray]:
     """Classifies one photo, writes its annotated picture and line; returns the picture's path
-    and pixels, or ``None`` when the photo cannot be read (the line then carries the error)."""
-    try:
-        still = read_still(path, max_pixels)
-    except ImageError as error:
-        emit({"file": str(path), "faces": [], "error": str(error)})
-        print(f"{PROG}: skipped {error}", file=sys.stderr)
-        return None
+    and pixels.
+
+    Raises:
+        ImageError: when the photo cannot be read.
+        WriteFailed: when its picture cannot be written.
+    """
+    still = read_still(path, max_pixels)
     faces = recognizer.predict(still.rgb)
     picture = recognizer.annotate(still.rgb, faces)
-    name = unique_name(path.stem, ".jpg", taken)
-    written = write_bytes(out / name, encode_jpeg(picture))
-    record = {"file": str(path), "annotated": name}
+    name = names.unique(path.stem, ".jpg")
+    try:
+        written = write_bytes(names.out / name, encode_jpeg(picture))
+    except OSError as error:
+        raise WriteFailed(f"{shown(path)}: cannot write {name} ({error.strerror}).") from None
+    record = {"file": shown(path), "annotated": name}
     if still.reduction > 1:  # decoded reduced: boxes in the file's pixels, as `run` writes them
         record["decoded_at"] = f"1/{still.reduction}"
     faces = [face.scaled(still.reduction).to_dict() for face in faces]
@@ -186,55 +272,98 @@ def predict_photo(
 def predict_stream(
     pipeline: Pipeline,
     item: Item,
-    out: Path,
-    taken: set[str],
+    names: Names,
     emit: Emit,
     max_frames: int | None,
     show: Show | None,
+    stop: threading.Event,
 ) -> int:
     """Classifies a video or camera with tracking and smoothing, writing an annotated MP4 and a
-    line per frame; returns the number of frames. Ctrl-C ends a camera and keeps its video."""
+    line per frame; returns the number of frames. ``stop`` ends a camera and keeps its video;
+    it abandons a video file (:class:`Interrupted`). The MP4 gets its name only once it is
+    complete and plays: a failed one never lands under it.
+
+    Raises:
+        SourceError, InputError: when the video cannot be read.
+        WriteFailed: when its MP4 cannot be written.
+        Interrupted: when ``stop`` is set during a video file.
+    """
     pipeline.reset()
     stem = f"camera{item.target}" if item.kind == "camera" else Path(item.target).stem
-    name = unique_name(stem, ".mp4", taken)
+    name = names.unique(stem, ".mp4")
     frames = 0
-    with OpenCVSource(item.target) as source, atomic_path(out / name) as temporary:
-        writer = None
-        try:
-            while max_frames is None or frames < max_frames:
-                frame = source.read()
-                if frame is None:
-                    break
-                result = pipeline.process(frame)
-                picture = overlay.annotate(frame, result, labels=pipeline.labels, stats=False)
-                if writer is None:
-                    writer = open_video_writer(temporary, source.fps or 15.0, frame.shape)
-                writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-                faces = [face.to_dict() for face in result.faces]
-                emit({"file": item.name, "frame": frames, "annotated": name, "faces": faces})
-                frames += 1
-                if show is not None and not show(picture, True):
-                    break
-        except KeyboardInterrupt:
-            if item.kind != "camera":
-                raise
-        finally:
-            if writer is not None:
-                writer.release()
-        if writer is None:
-            raise InputError(f"{item.name}: no frame could be read.")
+    try:
+        with OpenCVSource(item.target) as source, atomic_path(names.out / name) as temporary:
+            writer = None
+            try:
+                while max_frames is None or frames < max_frames:
+                    if stop.is_set():
+                        if item.kind == "camera":
+                            break
+                        raise Interrupted
+                    frame = source.read()
+                    if frame is None:
+                        break
+                    result = pipeline.process(frame)
+                    picture = overlay.annotate(frame, result, labels=pipeline.labels, stats=False)
+                    if writer is None:
+                        writer = open_video_writer(temporary, source.fps, frame.shape, item)
+                    writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+                    faces = [face.to_dict() for face in result.faces]
+                    emit({"file": item.name, "frame": frames, "annotated": name, "faces": faces})
+                    frames += 1
+                    if show is not None and not show(picture, True):
+                        break
+            finally:
+                if writer is not None:
+                    writer.release()
+            if writer is None:
+                raise InputError(f"{item.name}: no frame could be read.")
+            check_video(temporary, frames, item)
+    except OSError as error:  # the temporary file could not be made or renamed
+        raise WriteFailed(f"{item.name}: cannot write {name} ({error.strerror}).") from None
     return frames
 
 
-def open_video_writer(path: Path, fps: float, shape: tuple[int, ...]) -> cv2.VideoWriter:
+def open_video_writer(
+    path: Path, fps: float | None, shape: tuple[int, ...], item: Item
+) -> cv2.VideoWriter:
+    """An MP4 writer for frames of ``shape``.
+
+    Raises:
+        EnvironmentProblem: when this OpenCV has no FFmpeg writer at all.
+        WriteFailed: when FFmpeg refuses these frames (e.g. 1×1).
+    """
     height, width = shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
+    rate = min(max(fps or 15.0, FPS_RANGE[0]), FPS_RANGE[1])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), rate, (width, height))
+    if writer.isOpened():
+        return writer
+    registry = cv2.videoio_registry
+    if "FFMPEG" not in map(registry.getBackendName, registry.getWriterBackends()):
         raise EnvironmentProblem(
             f"OpenCV {cv2.__version__} here cannot write MP4 video (no FFmpeg backend); "
             "install opencv-python-headless from PyPI, which includes it."
         )
-    return writer
+    raise WriteFailed(
+        f"{item.name}: OpenCV's FFmpeg cannot encode its {width}×{height} frames at {rate:g} "
+        "frames/s as an MP4; no video written."
+    )
+
+
+def check_video(path: Path, frames: int, item: Item) -> None:
+    """Refuses an MP4 that does not open or holds fewer frames than were written (a full
+    disk cuts it short without an error from the encoder)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    if declared != frames:
+        raise WriteFailed(
+            f"{item.name}: the annotated MP4 came out unplayable ({declared} of {frames} frames; "
+            "full disk?); it was removed."
+        )
 
 
 def window_backend(wanted: bool) -> str | None:
@@ -295,47 +424,100 @@ def _recognizer(args: argparse.Namespace) -> EmotionRecognizer:
         raise InputError(f"{error}{hint}") from error
 
 
+def _fail(message: object) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return 2
+
+
 def run(args: argparse.Namespace) -> int:
+    out = args.out or fresh_folder(Path("runs") / f"predict-{time.strftime('%Y%m%d-%H%M%S')}")
+    lines = JsonLines(out / RESULTS, option="--out", overwrite=args.overwrite)
     try:
         check_positive(max_frames=args.max_frames, max_pixels=args.max_pixels)
         items = expand_sources(args.sources)
+        created = prepare_out(out, args.overwrite, items)
+    except (InputError, ValueError) as error:
+        return _fail(error)
+    try:
+        lines.open()
         recognizer = _recognizer(args)
-    except (InputError, ValueError, DetectorUnavailable, RuntimeUnavailable) as error:
+    except (AffectliteError, ValueError, DetectorUnavailable) as error:
+        lines.discard()
+        for folder in created:
+            folder.rmdir()
+        return _fail(error)
+    try:
+        return _predict(args, recognizer, items, out, lines)
+    except OutputError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
-        return 2
-    out = args.out or fresh_folder(Path("runs") / f"predict-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
+        return 1
+    finally:
+        lines.close()
+
+
+def _predict(
+    args: argparse.Namespace,
+    recognizer: EmotionRecognizer,
+    items: list[Item],
+    out: Path,
+    lines: JsonLines,
+) -> int:
+    """Predicts every item into ``out``; returns the exit status."""
     backend = window_backend(args.show)
     show = opencv_show if backend == "opencv" else None
-    shown: list[Path] = []
-    taken: set[str] = {"predictions.jsonl"}
-    counts = {"photo": 0, "frame": 0, "failed": 0}
-    with JsonLines(out / "predictions.jsonl") as lines:
+    shown_pictures: list[Path] = []
+    names = Names(out, input_ids(items), {RESULTS, RESULTS + ".partial"})
+    counts = {"photo": 0, "frame": 0, "bad": 0, "unwritten": 0}
+    stop, received = threading.Event(), []
+    interrupted = False
+
+    def halt(signum: int) -> None:
+        received.append(signum)
+        stop.set()
+
+    with on_signals(halt):
         for item in items:
-            if item.kind == "photo":
-                done = predict_photo(
-                    recognizer, item.target, out, taken, lines.write, args.max_pixels
-                )
-                counts["photo" if done is not None else "failed"] += 1
-                if done is not None:
-                    shown.append(done[0])
-                    if show is not None and not show(done[1], False):
-                        show = None
-                continue
-            if item.kind == "camera":
-                print(f"{PROG}: reading camera {item.target}; Ctrl-C stops it.", file=sys.stderr)
+            if stop.is_set():
+                interrupted = True
+                break
             try:
+                if item.kind == "photo":
+                    path, picture = predict_photo(
+                        recognizer, item.target, names, lines.write, args.max_pixels
+                    )
+                    counts["photo"] += 1
+                    shown_pictures.append(path)
+                    if show is not None and not show(picture, False):
+                        show = None
+                    continue
+                if item.kind == "camera":
+                    print(f"{PROG}: reading {item.name}; Ctrl-C stops it.", file=sys.stderr)
                 counts["frame"] += predict_stream(
-                    recognizer.pipeline, item, out, taken, lines.write, args.max_frames, show
+                    recognizer.pipeline, item, names, lines.write, args.max_frames, show, stop
                 )
-            except (SourceError, InputError) as error:
-                counts["failed"] += 1
+            except Interrupted:
+                interrupted = True
+                break
+            except (SourceError, InputError, WriteFailed) as error:
+                counts["unwritten" if isinstance(error, WriteFailed) else "bad"] += 1
                 lines.write({"file": item.name, "faces": [], "error": str(error)})
                 print(f"{PROG}: skipped {error}", file=sys.stderr)
+    if interrupted:
+        name = signal.Signals(received[0]).name
+        lines.write({"event": "interrupted", "signal": name, **counts})
+        lines.close()
+        print(f"{PROG}: stopped by {name}; {shown(lines.partial)} is incomplete.", file=sys.stderr)
+        return 128 + received[0]
+    lines.finish()
+    failed = counts["bad"] + counts["unwritten"]
     print(
         f"{PROG}: {counts['photo']} photo(s) and {counts['frame']} video frame(s) annotated in "
-        f"{out}/ with predictions.jsonl; {counts['failed']} source(s) failed."
+        f"{shown(out)}/ with {RESULTS}; {failed} source(s) failed."
     )
     if backend == "kivy":
-        kivy_show(shown)
-    return 2 if counts["failed"] else 0
+        kivy_show(shown_pictures)
+    if counts["unwritten"]:
+        return 1
+    if counts["bad"]:
+        return 2
+    return 128 + signal.SIGINT if received and received[0] == signal.SIGINT else 0

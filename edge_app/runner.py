@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -49,10 +50,11 @@ import numpy as np
 
 from affectlite.errors import AffectliteError, EnvironmentProblem, InputError
 from affectlite.files import FILE_MODE
-from affectlite.options import add_bundle, add_max_pixels, check_positive
+from affectlite.options import add_bundle, add_max_pixels, add_overwrite, check_positive
 
 from .bundle import load_bundle
 from .detector import DETECTORS
+from .names import shown
 from .pipeline import STAGES, FrameResult, Pipeline, PipelineConfig
 from .preprocess import MAX_STILL_PIXELS
 from .sources import (
@@ -61,6 +63,7 @@ from .sources import (
     ImageFilesSource,
     ReconnectingSource,
     SourceError,
+    list_images,
     open_source,
 )
 
@@ -124,6 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jsonl", type=Path, help="write the JSON lines to this file (default: standard output)"
     )
+    add_overwrite(parser, "an existing --jsonl file (never the source)")
     parser.add_argument("--show", action="store_true", help="show frames with boxes (needs a GUI)")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     add_face_options(parser)
@@ -215,42 +219,68 @@ class OutputError(AffectliteError):
 class JsonLines:
     """Writes one JSON object per line, flushed at once, to a file or standard output.
 
-    A file is written as ``NAME.partial``, created exclusively and held under an exclusive
-    ``flock`` while the run lasts, and renamed to ``NAME`` when the run completes: a second
-    run on the same path is refused, a complete file never looks unfinished, and a stopped or
-    failed run keeps every whole line under the ``.partial`` name. A ``.partial`` that no live
-    process holds (its writer is gone; the kernel drops the lock with the process) is replaced,
-    with a warning. Lines are written whole: after a failed write (a full disk) the file is cut
-    back to the last complete line.
+    A regular file is written as ``NAME.partial``, created exclusively and held under an
+    exclusive ``flock`` while the run lasts, and renamed to ``NAME`` when the run completes: a
+    second run on the same path is refused, a complete file never looks unfinished, and a
+    stopped or failed run keeps every whole line under the ``.partial`` name. A ``.partial``
+    that no live process holds (its writer is gone; the kernel drops the lock with the process)
+    is replaced, with a warning. Lines are written whole: after a failed write (a full disk) the
+    file is cut back to the last complete line.
+
+    An existing regular ``NAME`` is refused unless ``overwrite``. A symlink is followed: the
+    ``.partial`` and the rename are at its target. An existing device or FIFO (``/dev/null``,
+    ``/dev/stdout``, a pipe) is opened and written directly, never renamed over.
 
     Args:
         path: the output file; ``None`` or ``-`` for standard output.
+        option: the option that named it, for messages (``--jsonl``, ``--out``).
+        overwrite: replace an existing regular file at ``path`` when the run completes.
     """
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, option: str = "--jsonl", overwrite: bool = False) -> None:
         self.path = None if path is None or str(path) == "-" else Path(path)
+        self.option, self.overwrite = option, overwrite
         self._lock = threading.Lock()
         self.partial = self.path.with_name(self.path.name + ".partial") if self.path else None
         self._fd: int | None = None
+        self._direct = False
         self._good = 0
 
     def open(self) -> None:
-        """Creates and locks the ``.partial`` file, before any other work.
+        """Creates and locks the ``.partial`` file (or opens a device), before any other work.
 
         Raises:
-            OutputError: if the path is a folder, cannot be created, or another run writes it.
+            OutputError: if the path is a folder, an existing file (without ``overwrite``),
+                cannot be created, or another run writes it.
         """
         if self.path is None:
             return
-        if self.path.is_dir():
-            raise OutputError(f"--jsonl {self.path} is a folder; give a file name inside it.")
+        target = Path(os.path.realpath(self.path))  # a symlink's target, where it is renamed
+        shown_path = shown(self.path)
+        try:
+            info = os.stat(target)
+        except OSError:  # none yet; a bad folder is reported when the file is created
+            info = None
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            raise OutputError(
+                f"{self.option} {shown_path} is a folder; give a file name inside it."
+            )
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            self._open_direct(target)
+            return
+        if info is not None and not self.overwrite:
+            raise OutputError(
+                f"{self.option} {shown_path} already exists; choose another file or pass "
+                "--overwrite to replace it."
+            )
+        self.path, self.partial = target, target.with_name(target.name + ".partial")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         except OSError as error:
             raise OutputError(
-                f"--jsonl {self.path}: cannot create a file there ({error.strerror}); choose a "
-                "writable folder."
+                f"{self.option} {shown_path}: cannot create a file there ({error.strerror}); "
+                "choose a writable folder."
             ) from None
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.fchmod(handle, FILE_MODE)
@@ -261,6 +291,17 @@ class JsonLines:
             Path(name).unlink(missing_ok=True)
             raise
         self._fd = handle
+
+    def _open_direct(self, target: Path) -> None:
+        """Opens an existing device or FIFO for writing, as it is: no ``.partial``, no rename."""
+        try:
+            self._fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_NOCTTY)
+        except OSError as error:
+            raise OutputError(
+                f"{self.option} {shown(self.path)}: cannot open it for writing ({error.strerror})."
+            ) from None
+        self._direct = True
+        self.partial = None
 
     def _claim(self, locked: Path) -> None:
         """Puts the locked file ``locked`` at the ``.partial`` name, unless a live run holds it."""
@@ -274,14 +315,17 @@ class JsonLines:
         try:
             old = os.open(self.partial, os.O_RDONLY)
         except OSError as error:
-            raise OutputError(f"--jsonl {self.partial}: cannot open ({error.strerror}).") from None
+            raise OutputError(
+                f"{self.option} {shown(self.partial)}: cannot open ({error.strerror})."
+            ) from None
         try:
             try:
                 fcntl.flock(old, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise OutputError(
-                    f"--jsonl {self.path}: another affectlite run is writing "
-                    f"{self.partial.name}; wait for it to end or choose another --jsonl."
+                    f"{self.option} {shown(self.path)}: another affectlite run is writing "
+                    f"{shown(self.partial.name)}; wait for it to end or choose another "
+                    f"{self.option}."
                 ) from None
             log.warning(
                 "Replacing %s, left by a run that is no longer running (stopped or failed).",
@@ -312,12 +356,17 @@ class JsonLines:
                 while data:
                     data = data[os.write(self._fd, data) :]
             except OSError as error:
+                if self._direct:
+                    raise OutputError(
+                        f"cannot write {shown(self.path)} ({error.strerror})."
+                    ) from None
                 os.ftruncate(self._fd, self._good)
                 raise OutputError(
-                    f"cannot write {self.partial} ({error.strerror}); the {self._good} bytes "
-                    "of whole lines written so far are kept there."
+                    f"cannot write {shown(self.partial)} ({error.strerror}); the {self._good} "
+                    "bytes of whole lines written so far are kept there."
                 ) from None
-            self._good = os.lseek(self._fd, 0, os.SEEK_CUR)
+            if not self._direct:
+                self._good = os.lseek(self._fd, 0, os.SEEK_CUR)
 
     def __enter__(self) -> JsonLines:
         self.open()
@@ -332,16 +381,18 @@ class JsonLines:
             self.close()
 
     def discard(self) -> None:
-        """Drops the output file (the run never started)."""
+        """Drops the output file (the run never started); a device is left as it is."""
         if self._fd is not None:
-            self.partial.unlink(missing_ok=True)
+            if not self._direct:
+                self.partial.unlink(missing_ok=True)
             self.close()
 
     def finish(self) -> None:
-        """Renames the complete ``.partial`` file to its final name."""
+        """Renames the complete ``.partial`` file to its final name (a device: just closes)."""
         if self._fd is not None:
-            os.fsync(self._fd)
-            os.replace(self.partial, self.path)
+            if not self._direct:
+                os.fsync(self._fd)
+                os.replace(self.partial, self.path)
             self.close()
 
     def close(self) -> None:
@@ -422,7 +473,7 @@ def run_loop(
         record = {"frame": stats.frames, **reported.to_dict()}
         current = getattr(source, "current_path", None)
         if current is not None:
-            record["file"] = str(current)
+            record["file"] = shown(current)
         if reduction > 1:
             record["decoded_at"] = f"1/{reduction}"
         if rss_every and stats.frames % rss_every == 0:
@@ -452,7 +503,7 @@ def _config(args: argparse.Namespace) -> tuple[PipelineConfig, Backoff]:
 
 
 @contextmanager
-def _on_signals(handler: Callable[[int], None]) -> Iterator[None]:
+def on_signals(handler: Callable[[int], None]) -> Iterator[None]:
     """Routes SIGTERM (``systemctl stop``) and SIGINT (Ctrl-C) to ``handler`` while the run
     lasts, so the output file is ended cleanly."""
     if threading.current_thread() is not threading.main_thread():
@@ -469,6 +520,21 @@ def _on_signals(handler: Callable[[int], None]) -> Iterator[None]:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+def _check_not_source(output: Path | None, source: str) -> None:
+    """Refuses a ``--jsonl`` that is the source file, or an image of the source folder."""
+    if output is None or str(output) == "-" or not output.exists() or not Path(source).exists():
+        return
+    source_path = Path(source)
+    try:
+        inputs = list_images(source_path) if source_path.is_dir() else [source_path]
+    except SourceError:  # no images: nothing to protect; the source says so when opened
+        return
+    if any(os.path.samefile(output, path) for path in inputs):
+        raise InputError(
+            f"--jsonl {shown(output)} is one of the source's files; it is never replaced."
+        )
+
+
 def _fail(message: object, status: int = 2) -> int:
     print(f"affectlite run: {message}", file=sys.stderr)
     return status
@@ -476,11 +542,12 @@ def _fail(message: object, status: int = 2) -> int:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="affectlite run: %(message)s")
-    out = JsonLines(args.jsonl)
+    out = JsonLines(args.jsonl, overwrite=args.overwrite)
     try:
         config, backoff = _config(args)
         if args.show:
             check_display()
+        _check_not_source(args.jsonl, args.source)
         out.open()
     except (AffectliteError, OutputError) as error:
         return _fail(error)
@@ -519,11 +586,11 @@ def _run(args: argparse.Namespace, pipeline: Pipeline, out: JsonLines, backoff: 
         out.write({"frame": None, **FrameResult.failure(message).to_dict()})
 
     def skip(path: Path, message: str) -> None:
-        out.write({"frame": None, "file": str(path), **FrameResult.failure(message).to_dict()})
+        out.write({"frame": None, "file": shown(path), **FrameResult.failure(message).to_dict()})
 
     options = {"loop": True} if args.loop else {}
     status = 0
-    with _on_signals(halt):
+    with on_signals(halt):
         try:
             source = open_source(args.source, backoff=backoff, on_error=report, **options)
         except AffectliteError:

@@ -85,6 +85,7 @@ def test_run_gives_photos_the_same_faces_as_predict(tmp_path, tiny_bundle, photo
     }
     for source in (photos, photos / "grace_hopper.jpg"):
         out = tmp_path / "run.jsonl"
+        out.unlink(missing_ok=True)  # an existing --jsonl is refused
         done = affectlite("run", "--source", source, "--bundle", tiny_bundle.path, "--jsonl", out)
         assert done.returncode == 0, done.stderr
         for line in read_lines(out):
