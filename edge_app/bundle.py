@@ -34,7 +34,7 @@ from affectlite.errors import InputError
 from affectlite.files import atomic_dir, write_json
 from affectlite.schemas import BUNDLE_VERSION, BundleManifest
 
-from .labels import LABELS
+from .labels import LABELS, RESERVED_LABELS
 
 MANIFEST = "bundle.json"
 CLASSIFIER_FILE = "classifier.tflite"
@@ -42,6 +42,7 @@ DETECTOR_FILE = "face_detector.tflite"
 FORMAT = "affectlite-bundle"
 FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 1 << 20
+MAX_MODEL_BYTES = 1 << 30
 INPUT_DTYPES = ("uint8", "int8", "float32")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -74,10 +75,24 @@ def sha256_file(path: str | Path) -> str:
 
 @dataclass
 class Bundle:
-    """A verified bundle on disk."""
+    """A verified bundle on disk, with the bytes of its models as they were verified: the
+    interpreters are built from these, so a file swapped after loading is never run."""
 
     path: Path
     manifest: dict[str, Any] = field(repr=False)
+    contents: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+
+    def model_bytes(self, role: str) -> bytes:
+        """The verified bytes of the ``"classifier"`` or ``"detector"`` model; read and checked
+        against the manifest's sha256 now if this bundle was built without them.
+
+        Raises:
+            BundleError: if the file is missing, unreadable or altered.
+        """
+        name = self.manifest[role]["file"]
+        if name not in self.contents:
+            self.contents[name] = _read_verified(self.path, name, self.manifest["files"][name])
+        return self.contents[name]
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -182,8 +197,7 @@ def write_bundle(
         for name, source in sources.items():
             (staging / name).write_bytes(source.read_bytes())
         write_json(staging / MANIFEST, manifest)
-        _verify_files(staging, manifest)
-        _check_models(staging, manifest)
+        _check_models(staging, manifest, _verify_files(staging, manifest))
     return load_bundle(out_dir)
 
 
@@ -209,9 +223,9 @@ def load_bundle(path: str | Path) -> Bundle:
         check_manifest(manifest)
     except BundleError as error:
         raise BundleError(f"{manifest_path}: {error}") from None
-    _verify_files(path, manifest)
-    _check_models(path, manifest)
-    return Bundle(path, manifest)
+    contents = _verify_files(path, manifest)
+    _check_models(path, manifest, contents)
+    return Bundle(path, manifest, contents)
 
 
 def _read_manifest(manifest_path: Path) -> dict[str, Any]:
@@ -250,6 +264,14 @@ def _is_number(value: Any) -> bool:
     return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
+def _normal_float32(value: float) -> bool:
+    """Whether ``value`` stays a finite, non-zero, normal number in float32 (the device's
+    arithmetic): 1e-300 becomes 0 and 1e39 infinity."""
+    with np.errstate(over="ignore"):
+        single = np.float32(abs(value))
+    return bool(np.isfinite(single) and single >= np.finfo(np.float32).tiny)
+
+
 def _section(manifest: dict[str, Any], key: str, required: tuple[str, ...]) -> dict[str, Any]:
     section = manifest.get(key)
     if not isinstance(section, dict):
@@ -286,6 +308,9 @@ def check_manifest(manifest: Any) -> None:
         raise _fail("labels", "non-empty strings", labels)
     if len(set(labels)) != len(labels):
         raise _fail("labels", "unique names", labels)
+    reserved = [label for label in labels if label.strip().lower() in RESERVED_LABELS]
+    if reserved:
+        raise _fail("labels", f"names other than {', '.join(sorted(RESERVED_LABELS))}", reserved)
     classifier = _section(manifest, "classifier", ("file", "input_size", "input_dtype"))
     size = classifier["input_size"]
     if not _is_int(size) or not 1 <= size <= 4096:
@@ -309,8 +334,8 @@ def check_manifest(manifest: Any) -> None:
             raise _fail("detector.input_size", "a positive integer", detector["input_size"])
     _check_crop(_section(manifest, "crop", ("margin", "square", "pad_value")))
     temperature = manifest["temperature"]
-    if not _is_number(temperature) or temperature <= 0:
-        raise _fail("temperature", "a finite number > 0", temperature)
+    if not _is_number(temperature) or not _normal_float32(temperature) or temperature <= 0:
+        raise _fail("temperature", "a finite number > 0 in float32 (1.2e-38 … 3.4e38)", temperature)
     for key in ("metrics", "training_data"):
         if key in manifest and not isinstance(manifest[key], dict):
             raise _fail(key, "an object", manifest[key])
@@ -375,32 +400,60 @@ def _inside(root: Path, name: str) -> Path:
     return target
 
 
-def _verify_files(root: Path, manifest: dict[str, Any]) -> None:
+def _verify_files(root: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
+    """Checks every listed file's sha256; returns the models' bytes, read once and hashed."""
+    models = {manifest[role]["file"] for role in _model_roles(manifest)}
+    contents = {}
     for name, expected in manifest["files"].items():
-        target = _inside(root, name)
-        try:
-            info = os.stat(target)
-        except OSError:
-            raise BundleError(f"{root / name}: listed in the manifest but missing.") from None
-        if not stat.S_ISREG(info.st_mode):
-            raise BundleError(f"{root / name}: not a regular file.")
+        if name in models:
+            contents[name] = _read_verified(root, name, expected)
+            continue
+        target = _regular(root, name)
         try:
             actual = sha256_file(target)
         except OSError as error:
             raise BundleError(f"{root / name}: unreadable ({error.strerror}).") from None
         if actual != expected:
             raise BundleError(f"{root / name}: checksum mismatch (file altered or corrupt).")
+    return contents
 
 
-def _check_models(root: Path, manifest: dict[str, Any]) -> None:
-    """Builds each model's interpreter and compares its tensors with the manifest."""
+def _regular(root: Path, name: str) -> Path:
+    target = _inside(root, name)
+    try:
+        info = os.stat(target)
+    except OSError:
+        raise BundleError(f"{root / name}: listed in the manifest but missing.") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BundleError(f"{root / name}: not a regular file.")
+    if info.st_size > MAX_MODEL_BYTES:
+        raise BundleError(f"{root / name}: over {MAX_MODEL_BYTES >> 20} MiB; not a device model.")
+    return target
+
+
+def _read_verified(root: Path, name: str, expected: str) -> bytes:
+    """The bytes of ``root/name``, read once, refused unless their sha256 is ``expected``."""
+    target = _regular(root, name)
+    try:
+        with open(target, "rb") as handle:
+            data = handle.read(MAX_MODEL_BYTES + 1)
+    except OSError as error:
+        raise BundleError(f"{root / name}: unreadable ({error.strerror}).") from None
+    if len(data) > MAX_MODEL_BYTES or hashlib.sha256(data).hexdigest() != expected:
+        raise BundleError(f"{root / name}: checksum mismatch (file altered or corrupt).")
+    return data
+
+
+def _check_models(root: Path, manifest: dict[str, Any], contents: dict[str, bytes]) -> None:
+    """Builds each model's interpreter from its verified bytes and compares its tensors with
+    the manifest; the classifier must also give finite outputs on a probe input."""
     from .runtime import load_interpreter  # Imported here: writing a bundle needs no runtime.
 
     for role in _model_roles(manifest):
         section = manifest[role]
         path = root / section["file"]
         try:
-            interpreter, _ = load_interpreter(_inside(root, section["file"]), num_threads=1)
+            interpreter, _ = load_interpreter(contents[section["file"]], num_threads=1)
         except ValueError:
             raise BundleError(f"{path}: not a loadable TFLite model.") from None
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
@@ -415,6 +468,7 @@ def _check_models(root: Path, manifest: dict[str, Any]) -> None:
             )
         if role == "classifier":
             _check_classifier(path, manifest, inputs[0], outputs)
+            _probe(path, manifest, interpreter)
 
 
 def _check_classifier(path: Path, manifest: dict[str, Any], inputs: dict, outputs: list) -> None:
@@ -425,8 +479,38 @@ def _check_classifier(path: Path, manifest: dict[str, Any], inputs: dict, output
             f"{manifest['classifier']['input_dtype']}."
         )
     labels = manifest["labels"]
-    if len(outputs) != 1 or int(outputs[0]["shape"][-1]) != len(labels):
-        widths = [int(o["shape"][-1]) for o in outputs]
+    shapes = [[int(v) for v in o["shape"]] for o in outputs]
+    if len(outputs) != 1 or len(shapes[0]) != 2 or shapes[0][-1] != len(labels):
         raise BundleError(
-            f"{path}: the model outputs {widths} values but {MANIFEST} lists {len(labels)} labels."
+            f"{path}: the model outputs shape {shapes[0] if len(shapes) == 1 else shapes}, but "
+            f"{MANIFEST} lists {len(labels)} labels: the output must be one (batch, "
+            f"{len(labels)}) tensor."
+        )
+
+
+def _probe(path: Path, manifest: dict[str, Any], interpreter: Any) -> None:
+    """Runs the classifier once on a mid-grey face and refuses non-finite probabilities."""
+    from .classifier import softmax  # Imported here: the classifier module imports this one.
+
+    details = interpreter.get_input_details()[0]
+    dtype = np.dtype(details["dtype"])
+    grey = np.full(details["shape"], 128.0, np.float32)
+    if dtype != np.float32:
+        scale, zero_point = details["quantization"]
+        scale = scale or 1.0
+        info = np.iinfo(dtype)
+        grey = np.clip(np.round(grey / scale + zero_point), info.min, info.max)
+    interpreter.set_tensor(details["index"], grey.astype(dtype))
+    interpreter.invoke()
+    output = interpreter.get_output_details()[0]
+    logits = interpreter.get_tensor(output["index"]).astype(np.float32)
+    if output["dtype"] != np.float32:
+        scale, zero_point = output["quantization"]
+        logits = (logits - zero_point) * np.float32(scale)
+    with np.errstate(all="ignore"):
+        probabilities = softmax(logits, manifest["temperature"])
+    if not np.isfinite(probabilities).all():
+        raise BundleError(
+            f"{path}: a probe inference gave non-finite outputs ({logits.ravel()[:4]} …); the "
+            "model or its temperature is broken."
         )

@@ -72,9 +72,8 @@ class EmotionClassifier:
     def from_bundle(cls, bundle: Bundle, num_threads: int | None = None) -> EmotionClassifier:
         """Builds the classifier of a verified bundle with its labels, temperature and
         tie-break order."""
-        return cls(
-            bundle.classifier_path, bundle.labels, bundle.temperature, num_threads, bundle.tie_break
-        )
+        model = bundle.model_bytes("classifier")  # the verified bytes, never the path again
+        return cls(model, bundle.labels, bundle.temperature, num_threads, bundle.tie_break)
 
     @property
     def runtime_info(self) -> RuntimeInfo:

@@ -171,6 +171,7 @@ class FaceDetector:
         score_threshold: float = 0.5,
         nms_threshold: float = 0.3,
         max_faces: int = 5,
+        model_bytes: bytes | None = None,
     ) -> None:
         if not 0.0 < score_threshold < 1.0:
             raise InputError(f"score_threshold must be in (0, 1), got {score_threshold}.")
@@ -179,7 +180,8 @@ class FaceDetector:
         if max_faces < 1:
             raise InputError(f"max_faces must be at least 1, got {max_faces}.")
         self.model_path = Path(model_path)
-        self.interpreter, self.runtime = load_interpreter(self.model_path, num_threads)
+        model = self.model_path if model_bytes is None else model_bytes
+        self.interpreter, self.runtime = load_interpreter(model, num_threads)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_faces = max_faces
@@ -305,8 +307,12 @@ def make_detector(
         DetectorUnavailable: when the detector cannot run here (message says how to fix).
     """
     if kind == "blazeface":
-        path = bundle.detector_path if bundle and bundle.detector_path else blazeface_model_path()
-        return FaceDetector(path, num_threads, score_threshold, nms_threshold, max_faces)
+        if bundle and bundle.detector_path:  # the bundle's verified bytes, not the path again
+            model = bundle.model_bytes("detector")
+            path = bundle.detector_path
+        else:
+            model, path = None, blazeface_model_path()
+        return FaceDetector(path, num_threads, score_threshold, nms_threshold, max_faces, model)
     if kind == "haar":
         return HaarDetector(max_faces)
     raise InputError(f"Unknown detector {kind!r}; choose one of {', '.join(DETECTORS)}.")

@@ -18,6 +18,8 @@ LABELS: tuple[str, ...] = (
     "contempt",
 )
 NUM_CLASSES = len(LABELS)
+RESERVED_LABELS = frozenset({"uncertain"})
+"""Words the kit itself writes in a face's ``label``: no bundle may name a class so."""
 LABELS_7: tuple[str, ...] = LABELS[:7]
 """The 7-class variant (no contempt), as in FER2013, RAF-DB and AffectNet-7."""
 

@@ -2,11 +2,13 @@
 
 The :class:`Pipeline` builds its detector and classifier once and is then called per frame; it
 is what the Kivy app and the headless runner share. It keeps tracking state, so use one pipeline
-per video stream.
+per video stream. One pipeline is safe to share between threads: a lock serialises its frames
+(a LiteRT interpreter must never run two inferences at once).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 
@@ -36,6 +38,8 @@ class FaceResult:
         probabilities: probability per label (smoothed across video frames).
         uncertain: the confidence is below the threshold.
         score: the face detector's confidence.
+        error: why the face could not be classified (the model gave non-finite outputs); the
+            face is then ``uncertain`` with confidence and probabilities 0, never a label.
     """
 
     track_id: int | None
@@ -45,6 +49,13 @@ class FaceResult:
     probabilities: dict[str, float]
     uncertain: bool
     score: float = 1.0
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, detection: Detection, labels: tuple[str, ...], error: str) -> FaceResult:
+        """A face the classifier could not classify: no label, no confidence."""
+        zeros = dict.fromkeys(labels, 0.0)
+        return cls(None, detection.box, UNCERTAIN, 0.0, zeros, True, detection.score, error)
 
     def scaled(self, factor: float) -> FaceResult:
         """The same face with its box multiplied by ``factor`` (decoded → file pixels)."""
@@ -62,7 +73,10 @@ class FaceResult:
             "uncertain": self.uncertain,
             "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
             "score": round(self.score, 4),
-        }
+        } | ({"error": self.error} if self.error else {})
+
+
+NON_FINITE = "the classifier gave non-finite outputs (NaN or infinity) for this face"
 
 
 @dataclass
@@ -193,10 +207,12 @@ class Pipeline:
         self.tracker = FaceTracker(self.config.tracker_config())
         self.labels = self.classifier.labels
         self.crop_size, self.crop_policy = bundle.input_size, bundle.crop_policy
+        self._lock = threading.Lock()
 
     def reset(self) -> None:
         """Forgets tracked faces (call when switching sources)."""
-        self.tracker.reset()
+        with self._lock:
+            self.tracker.reset()
 
     def process(
         self,
@@ -214,7 +230,22 @@ class Pipeline:
             timestamp: Unix time of the frame (default: now).
             still: the frame is a photo on its own: its faces are neither tracked nor smoothed
                 (``track_id`` is ``None``) and the tracks of a video are left untouched.
+
+        Raises:
+            ImageError: for a frame that is not a non-empty ``uint8`` RGB image.
         """
+        with self._lock:
+            return self._process(frame_rgb, detect_frame, timestamp, still)
+
+    def _process(
+        self,
+        frame_rgb: np.ndarray,
+        detect_frame: np.ndarray | None,
+        timestamp: float | None,
+        still: bool,
+    ) -> FrameResult:
+        if frame_rgb.size == 0:
+            raise ImageError(f"Empty frame of shape {frame_rgb.shape}.")
         timestamp = time.time() if timestamp is None else timestamp
         start = time.perf_counter()
         detections = self._detect(frame_rgb, detect_frame)
@@ -238,7 +269,14 @@ class Pipeline:
         classify_ms = _ms(mark)
 
         mark = time.perf_counter()
-        faces = self._faces(kept, probabilities, still)
+        finite = np.isfinite(probabilities).all(axis=1)
+        good = [detection for detection, ok in zip(kept, finite, strict=True) if ok]
+        faces = self._faces(good, probabilities[finite], still)  # never tracks a NaN
+        faces += [
+            FaceResult.failed(detection, self.labels, NON_FINITE)
+            for detection, ok in zip(kept, finite, strict=True)
+            if not ok
+        ]
         timings = {
             "detect": detect_ms,
             "crop": crop_ms,

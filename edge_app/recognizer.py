@@ -6,7 +6,8 @@
 
 Each face is a :class:`~.pipeline.FaceResult` (``box``, ``label``, ``confidence``,
 ``probabilities``, ``uncertain``, ``score``), the same record ``affectlite run`` and
-``affectlite predict`` write as JSON. Photos are independent: no tracking or smoothing.
+``affectlite predict`` write as JSON. Photos are independent: no tracking or smoothing. One
+recognizer is safe to share between threads (its pipeline runs one photo at a time).
 """
 
 from __future__ import annotations
@@ -65,14 +66,15 @@ def load_photo(image: str | Path | np.ndarray) -> Still:
 
     Raises:
         ImageError: naming a file that is missing, too large or cannot be decoded.
-        InputError: for an array that is not ``(H, W, 3)`` ``uint8``.
+        InputError: for an array that is not ``(H, W, 3)`` ``uint8`` with at least one pixel.
     """
     if isinstance(image, str | Path):
         return read_still(image)
     array = np.asarray(image)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or array.size == 0:
         raise InputError(
-            f"Expected a file path or an RGB uint8 array of shape (H, W, 3), got {array.dtype} "
-            f"{array.shape} (convert with np.asarray(image.convert('RGB')) for PIL images)."
+            "Expected a file path or a non-empty RGB uint8 array of shape (H, W, 3), got "
+            f"{array.dtype} {array.shape} (convert with np.asarray(image.convert('RGB')) for "
+            "PIL images)."
         )
     return Still(array, (array.shape[1], array.shape[0]))

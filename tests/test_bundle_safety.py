@@ -181,7 +181,7 @@ def test_schema_violations_are_refused_naming_the_field(
     [
         ("classifier.input_size", 48, r"input of shape \[1, 32, 32, 3\].*input_size 48"),
         ("classifier.input_dtype", "uint8", "the model's input is float32, but bundle.json says"),
-        ("labels", [f"l{i}" for i in range(7)], r"outputs \[8\] values but bundle.json lists 7"),
+        ("labels", [f"l{i}" for i in range(7)], r"outputs shape \[1, 8\], but bundle.json lists 7"),
         ("detector.input_size", 64, r"input of shape \[1, 128, 128, 3\].*input_size 64"),
     ],
 )
