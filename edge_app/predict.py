@@ -214,7 +214,9 @@ class Names:
     taken: set[str]
 
     def unique(self, stem: str, suffix: str) -> str:
-        """``stem + suffix``, or ``stem-2 + suffix``, … when that name is taken or is an input."""
+        """``stem + suffix``, or ``stem-2 + suffix``, … when that name is taken or is an input;
+        the stem escaped as :func:`~.names.shown` writes it (no control or undecodable bytes)."""
+        stem = shown(stem)
         name, count = stem + suffix, 1
         while name in self.taken or is_input(self.out / name, self.inputs):
             count += 1
