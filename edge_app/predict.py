@@ -3,7 +3,8 @@
 Every SOURCE is an image file, a folder of images, a glob pattern, a video file or a camera
 index. Photos are classified one by one (no tracking or smoothing across them); videos and
 cameras keep tracking and smoothing. Into ``--out`` (default ``runs/predict-<time>/``) go one
-annotated picture per photo, one annotated MP4 per video or camera, and ``predictions.jsonl``
+annotated picture per photo, one annotated MP4 per video or camera (at most 1920×1080: a 4K
+video is annotated at half its size), and ``predictions.jsonl``
 with one line per photo or frame::
 
     {"file": "photos/a.jpg", "annotated": "a.jpg", "faces": [{"track_id": null,
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import glob
 import importlib.util
+import math
 import os
 import signal
 import sys
@@ -52,7 +54,7 @@ from . import overlay
 from .bundle import DEFAULT_BUNDLE, BundleError, resolve_bundle
 from .detector import DetectorUnavailable
 from .names import shown
-from .pipeline import Pipeline, PipelineConfig
+from .pipeline import FaceResult, Pipeline, PipelineConfig
 from .preprocess import MAX_STILL_PIXELS, media_kind, read_still
 from .recognizer import EmotionRecognizer
 from .runner import (
@@ -68,6 +70,8 @@ from .sources import OpenCVSource, SourceError, expand_glob, list_images
 
 PROG = "affectlite predict"
 RESULTS = "predictions.jsonl"
+VIDEO_OUT_PIXELS = 1920 * 1080
+"""Largest annotated MP4 frame: bigger videos are annotated at 1/2, 1/3, … of their size."""
 FPS_RANGE = (1.0, 120.0)
 """Frame rates the MP4 writer is given: a header's absurd rate (0, 1e9) is clamped into it."""
 Emit = Callable[[dict[str, Any]], None]
@@ -293,7 +297,7 @@ def predict_stream(
     pipeline.reset()
     stem = f"camera{item.target}" if item.kind == "camera" else Path(item.target).stem
     name = names.unique(stem, ".mp4")
-    frames = 0
+    frames, stop_after = 0, False
     try:
         with OpenCVSource(item.target) as source, atomic_path(names.out / name) as temporary:
             writer = None
@@ -307,14 +311,16 @@ def predict_stream(
                     if frame is None:
                         break
                     result = pipeline.process(frame)
-                    picture = overlay.annotate(frame, result, labels=pipeline.labels, stats=False)
+                    picture = annotated_frame(frame, result.faces, pipeline.labels)
+                    if show is not None and not show(picture, True):
+                        stop_after = True
                     if writer is None:
-                        writer = open_video_writer(temporary, source.fps, frame.shape, item)
-                    writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+                        writer = open_video_writer(temporary, source.fps, picture.shape, item)
+                    writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR, dst=picture))
                     faces = [face.to_dict() for face in result.faces]
                     emit({"file": item.name, "frame": frames, "annotated": name, "faces": faces})
                     frames += 1
-                    if show is not None and not show(picture, True):
+                    if stop_after:
                         break
             finally:
                 if writer is not None:
@@ -325,6 +331,23 @@ def predict_stream(
     except OSError as error:  # the temporary file could not be made or renamed
         raise WriteFailed(f"{item.name}: cannot write {name} ({error.strerror}).") from None
     return frames
+
+
+def annotated_frame(
+    frame: np.ndarray, faces: list[FaceResult], labels: tuple[str, ...]
+) -> np.ndarray:
+    """The frame with its faces drawn, for the MP4: drawn on the frame itself, or on a copy
+    reduced to at most :data:`VIDEO_OUT_PIXELS` (a 4K video is annotated at 1920×1080, which
+    keeps its encoder within the memory bound; the JSON boxes stay in the video's pixels)."""
+    height, width = frame.shape[:2]
+    reduction = math.ceil(math.sqrt(width * height / VIDEO_OUT_PIXELS))
+    if reduction > 1:
+        size = (max(2, width // reduction), max(2, height // reduction))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        faces = [face.scaled(1 / reduction) for face in faces]
+    for face in faces:
+        overlay.draw_face(frame, face, labels)
+    return frame
 
 
 def open_video_writer(

@@ -40,6 +40,9 @@ IMAGE_SUFFIXES = frozenset(
 )
 """The names a folder source lists as photos; each is then decoded by its content."""
 
+DECODER_THREADS = 1
+"""FFmpeg threads that decode a video file (see :meth:`OpenCVSource.open`)."""
+
 MAX_MATCHES = 100_000
 """Most files one folder or glob pattern may name: beyond it, a one-line error."""
 
@@ -84,7 +87,7 @@ def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
     if frame.shape[2] == 4:
         return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=frame)  # in place: a 4K frame is 25 MB
 
 
 class OpenCVSource(FrameSource):
@@ -117,7 +120,11 @@ class OpenCVSource(FrameSource):
         if not self.live and not self.target.is_file():
             raise SourceError(f"{shown(self.target)}: video file not found.")
         target = self.target if self.live else str(self.target)
-        capture = cv2.VideoCapture(target)
+        # A file's decoder gets DECODER_THREADS: each FFmpeg frame thread holds frames (12 MB
+        # each at 4K), which would put a 4K video over the memory bound on a many-core machine;
+        # the classifier, not the decoder, sets the pace.
+        params = [] if self.live else [cv2.CAP_PROP_N_THREADS, DECODER_THREADS]
+        capture = cv2.VideoCapture(target, cv2.CAP_ANY, params)
         if not capture.isOpened():
             capture.release()
             if self.live:

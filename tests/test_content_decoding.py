@@ -225,30 +225,46 @@ def test_over_100000_files_is_one_line_error(crowded, monkeypatch, spec):
 # Names ---------------------------------------------------------------------------------------
 
 
-def test_names_are_escaped_alike_on_the_terminal_in_json_and_the_api(
-    tmp_path, tiny_bundle, face_png
-):
+@pytest.fixture()
+def odd_names(tmp_path, face_png) -> tuple[Path, str, str]:
+    """A folder holding a photo whose name is not UTF-8 (``caf\\xe9.png``) and a broken picture
+    whose name starts with an ESC sequence; returns the folder and the two names as shown."""
     folder = tmp_path / "in"
     folder.mkdir()
-    good = os.fsencode(folder) + b"/caf\xe9.png"
-    bad = os.fsencode(folder) + b"/\x1b[2Jbroken.png"
-    Path(os.fsdecode(good)).write_bytes(face_png)
-    Path(os.fsdecode(bad)).write_bytes(b"not a picture")
-    strict = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9.png")).write_bytes(face_png)
+    Path(os.fsdecode(os.fsencode(folder) + b"/\x1b[2Jbroken.png")).write_bytes(b"not a picture")
+    return folder, f"{folder}/caf\\xe9.png", f"{folder}/\\x1b[2Jbroken.png"
+
+
+STRICT = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+
+
+def test_names_are_escaped_on_the_terminal(odd_names, tmp_path, tiny_bundle):
+    folder, _, broken = odd_names
     out = tmp_path / "out"
-    done = affectlite("predict", folder, "--out", out, "--bundle", tiny_bundle.path, env=strict)
+    done = affectlite("predict", folder, "--out", out, "--bundle", tiny_bundle.path, env=STRICT)
     assert done.returncode == 2 and b"Traceback" not in done.stderr, done.stderr
-    assert b"\x1b" not in done.stderr and b"\\x1b[2Jbroken.png" in done.stderr
-    broken, cafe = lines_of(out / "predictions.jsonl")  # strict UTF-8 decode
-    assert cafe["file"] == f"{folder}/caf\\xe9.png" and cafe["annotated"] == "caf\\xe9.jpg"
-    assert broken["file"] == f"{folder}/\\x1b[2Jbroken.png"
+    assert b"\x1b" not in done.stderr and broken.encode() in done.stderr
     ran = affectlite(
-        "run", "--source", folder, "--bundle", tiny_bundle.path, "--jsonl", "-", env=strict
+        "run", "--source", folder, "--bundle", tiny_bundle.path, "--jsonl", tmp_path / "o.jsonl"
     )
-    assert ran.returncode == 0 and b"\x1b" not in ran.stderr, ran.stderr
+    assert ran.returncode == 0 and b"\x1b" not in ran.stderr and broken.encode() in ran.stderr
+
+
+def test_names_are_valid_utf8_alike_in_run_predict_and_the_api(odd_names, tmp_path, tiny_bundle):
+    folder, cafe, broken = odd_names
+    out = tmp_path / "out"
+    done = affectlite("predict", folder, "--out", out, "--bundle", tiny_bundle.path, env=STRICT)
+    assert done.returncode == 2 and b"Traceback" not in done.stderr, done.stderr
+    predicted = lines_of(out / "predictions.jsonl")  # a strict UTF-8 decode
+    assert [line["file"] for line in predicted] == [broken, cafe]
+    assert predicted[1]["annotated"] == "caf\\xe9.jpg" and (out / "caf\\xe9.jpg").is_file()
+    ran = affectlite(
+        "run", "--source", folder, "--bundle", tiny_bundle.path, "--jsonl", "-", env=STRICT
+    )
+    assert ran.returncode == 0, ran.stderr
     files = [json.loads(line)["file"] for line in ran.stdout.decode("utf-8").splitlines()]
-    assert files == [broken["file"], cafe["file"]]
+    assert files == [broken, cafe]
     with pytest.raises(ImageError) as api:
-        load_photo(os.fsdecode(bad))
-    assert str(api.value).startswith(broken["file"] + ":")
-    str(api.value).encode("utf-8")  # no lone surrogate
+        load_photo(os.fsdecode(os.fsencode(folder) + b"/\x1b[2Jbroken.png"))
+    assert str(api.value).startswith(broken + ":")
