@@ -145,7 +145,7 @@ def test_verbose_shows_what_is_hidden_by_default(tmp_path, tiny_bundle, sample_p
 
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), cv2.cvtColor(sample_photos["astronaut"], cv2.COLOR_RGB2BGR))
-    args = ["predict", str(photo), "--bundle", str(tiny_bundle.path), "--out", "out"]
+    args = ["predict", str(photo), "--bundle", str(tiny_bundle.path), "--out", "out", "--overwrite"]
     quiet = subprocess.run(
         [sys.executable, "-m", "affectlite", *args],
         capture_output=True,
