@@ -55,7 +55,7 @@ from .bundle import DEFAULT_BUNDLE, BundleError, resolve_bundle
 from .detector import DetectorUnavailable
 from .names import shown
 from .pipeline import FaceResult, Pipeline, PipelineConfig
-from .preprocess import MAX_STILL_PIXELS, media_kind, read_still
+from .preprocess import MAX_STILL_PIXELS, ImageError, media_kind, read_still
 from .recognizer import EmotionRecognizer
 from .runner import (
     WINDOW,
@@ -157,10 +157,19 @@ def expand_sources(specs: list[str]) -> list[Item]:
                     f"{shown(spec)}: no such file or folder. Give image files, folders, glob "
                     "patterns, video files or a camera index (0, 1, …)."
                 )
-            items += [Item("photo" if media_kind(p) == "still" else "video", p) for p in paths]
+            items += [Item(_kind(p), p) for p in paths]
         except SourceError as error:
             raise InputError(str(error)) from error
     return items
+
+
+def _kind(path: Path) -> str:
+    """``"photo"`` or ``"video"`` by the file's first bytes; an unreadable file is a photo, so
+    the still reader reports it on its own line."""
+    try:
+        return "photo" if media_kind(path) == "still" else "video"
+    except ImageError:
+        return "photo"
 
 
 def prepare_out(out: Path, overwrite: bool, items: list[Item]) -> list[Path]:

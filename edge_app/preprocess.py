@@ -7,6 +7,7 @@ graph, so the int8 model's input is the camera's pixels.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -184,7 +185,10 @@ def read_still(path: str | Path, max_pixels: float = MAX_STILL_PIXELS) -> Still:
     Raises:
         ImageError: naming the file when it is unreadable, of an unknown format, over the
             limit, without a decoder here (HEIC), or not decodable.
+        InputError: for a ``max_pixels`` that is not a finite number of at least 1.
     """
+    if not (math.isfinite(max_pixels) and max_pixels >= 1):
+        raise InputError(f"max_pixels must be a finite number of at least 1, got {max_pixels}.")
     path = Path(path)
     try:
         with open(path, "rb") as handle:

@@ -16,6 +16,7 @@ import fnmatch
 import glob
 import inspect
 import logging
+import math
 import os
 import threading
 import time
@@ -217,8 +218,8 @@ class ImageFilesSource(FrameSource):
         max_pixels: int = MAX_STILL_PIXELS,
         on_skip: Callable[[Path, str], None] | None = None,
     ) -> None:
-        if max_pixels < 1:
-            raise InputError(f"max_pixels must be at least 1, got {max_pixels}.")
+        if not (math.isfinite(max_pixels) and max_pixels >= 1):
+            raise InputError(f"max_pixels must be a finite number of at least 1, got {max_pixels}.")
         self.paths = [Path(p) for p in paths]
         self.loop = loop
         self.max_pixels = max_pixels

@@ -176,6 +176,15 @@ def test_a_huge_gif_is_refused_from_its_header(tmp_path):
         read_still(tmp_path / "bomb.gif")
 
 
+@pytest.mark.parametrize("limit", [float("nan"), float("inf")])
+def test_the_api_limits_must_be_finite(tmp_path, face_png, limit):
+    (tmp_path / "face.png").write_bytes(face_png)
+    with pytest.raises(InputError, match="max_pixels must be a finite number"):
+        read_still(tmp_path / "face.png", limit)
+    with pytest.raises(InputError, match="max_pixels must be a finite number"):
+        ImageFilesSource([tmp_path / "face.png"], max_pixels=limit)
+
+
 def test_a_video_over_4k_is_refused_before_a_frame_is_decoded(tmp_path):
     big = write_video(tmp_path / "big.avi", 1, (4096, 2304))
     with pytest.raises(SourceError, match="4096×2304 frames are over the device limit of 4K"):
