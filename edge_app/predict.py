@@ -370,7 +370,8 @@ def open_video_writer(
     """
     height, width = shape[:2]
     rate = min(max(fps or 15.0, FPS_RANGE[0]), FPS_RANGE[1])
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), rate, (width, height))
+    fourcc = cv2.VideoWriter.fourcc(*"mp4v")
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, fourcc, rate, (width, height))
     if writer.isOpened():
         return writer
     registry = cv2.videoio_registry
