@@ -21,6 +21,7 @@ from affectlite.errors import InputError
 from affectlite.options import LIMIT_HELP, add_dataset, check_new_folder, check_paths
 
 from .quantization import FLOAT_LAYER_IO, MODES, check_options
+from .verify import WEAK_MARGIN
 
 _IO_TYPES = tuple(dict.fromkeys(io for spec in MODES.values() for io in spec.io_types))
 
@@ -75,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     checks.add_argument(
         "--force", action="store_true", help="write the bundle even if the gate fails"
+    )
+    checks.add_argument(
+        "--allow-weak",
+        action="store_true",
+        help="convert a float model whose balanced accuracy is below chance (1/K) + "
+        f"{WEAK_MARGIN:g}; without it such a model is refused with exit 3",
     )
     checks.add_argument(
         "--temperature", type=float, help="fixed softmax temperature (default: fitted)"
@@ -193,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--temperature must be positive, got {args.temperature}.")
     from .verify import Gate
 
-    gate = Gate(args.max_drop, args.min_agreement)
+    gate = Gate(args.max_drop, args.min_agreement, args.allow_weak)
 
     from affectlite.train.provenance import command_line
 

@@ -105,14 +105,12 @@ def _spread(values: list[int]) -> dict[str, float]:
 
 def inspect_split(index: DatasetIndex, workers: int, progress: bool = True) -> dict:
     """Decodes every image of ``index``; returns counts, problems and size statistics."""
-    from tqdm import tqdm
+    from affectlite.progress import progress as shown
 
     widths, heights, grey, failed = [], [], 0, []
     results = parallel_map(_look, index.samples, workers)
-    quiet = None if progress else True  # None: a bar only on a terminal
-    for sample, (info, error) in tqdm(
-        results, f"inspect {index.split}", len(index.samples), unit="img", disable=quiet
-    ):
+    results = shown(results, len(index.samples), f"inspect {index.split}") if progress else results
+    for sample, (info, error) in results:
         if info is None:
             failed.append([sample.id, error])
             continue

@@ -22,6 +22,7 @@ from affectlite.options import (
     check_paths,
     emit_json,
 )
+from affectlite.progress import batched, progress
 from affectlite.schemas import METRICS_VERSION, MetricsDocument
 from affectlite.train.metrics import classification_report
 
@@ -71,7 +72,7 @@ def load_predictor(
             "bundle",
             bundle.input_size,
             bundle.crop_policy,
-            _batched(classifier.logits, 64),
+            _batched(classifier.logits, 64, "classify"),
             bundle.detector_path,
         )
     if not path.is_file():
@@ -85,7 +86,7 @@ def load_predictor(
             "tflite",
             classifier.input_size,
             CropPolicy(),
-            _batched(classifier.logits, 64),
+            _batched(classifier.logits, 64, "classify"),
         )
     if path.suffix in (".keras", ".h5"):
         from affectlite.convert.converter import load_keras_model
@@ -97,14 +98,14 @@ def load_predictor(
             "keras",
             size,
             CropPolicy(),
-            lambda x: model.predict(x.astype(np.float32), batch_size=64, verbose=0),
+            _batched(lambda x: model.predict_on_batch(x.astype(np.float32)), 64, "classify"),
         )
     raise InputError(f"--model {path}: expected a bundle folder, .tflite or .keras file.")
 
 
-def _batched(function: Callable[[np.ndarray], np.ndarray], size: int):
+def _batched(function: Callable[[np.ndarray], np.ndarray], size: int, desc: str):
     def run(images: np.ndarray) -> np.ndarray:
-        return np.concatenate([function(images[i : i + size]) for i in range(0, len(images), size)])
+        return batched(function, images, size, desc)
 
     return run
 
@@ -132,7 +133,7 @@ def detect_split(index, predictor: Predictor, num_threads: int | None = None) ->
         config.max_faces,
     )
     crops, labels, no_face, unreadable, several = [], [], [], [], 0
-    for sample in index.samples:
+    for sample in progress(index.samples, len(index.samples), f"detect {index.split}"):
         try:
             image = load_image(sample)
         except (ImageError, OSError) as error:
