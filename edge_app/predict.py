@@ -44,6 +44,7 @@ from .detector import DetectorUnavailable
 from .pipeline import Pipeline, PipelineConfig
 from .preprocess import MAX_STILL_PIXELS, ImageError, read_still
 from .recognizer import EmotionRecognizer
+from .report import PrintedResults
 from .runner import WINDOW, JsonLines, RunnerError, add_face_options, check_display
 from .runtime import RuntimeUnavailable
 from .sources import IMAGE_SUFFIXES, OpenCVSource, SourceError, list_images
@@ -310,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
     shown: list[Path] = []
     taken: set[str] = {"predictions.jsonl"}
     counts = {"photo": 0, "frame": 0, "failed": 0}
-    with JsonLines(out / "predictions.jsonl") as lines:
+    with PrintedResults(JsonLines(out / "predictions.jsonl")) as lines:
         for item in items:
             if item.kind == "photo":
                 done = predict_photo(
