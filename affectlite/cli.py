@@ -20,7 +20,7 @@ import traceback
 
 from affectlite import __version__
 from affectlite.errors import AffectliteError
-from affectlite.options import HelpFormatter
+from affectlite.options import HelpFormatter, finish
 from affectlite.quiet import VERBOSE_ENV, quiet_tensorflow
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -47,11 +47,11 @@ def _overview() -> str:
     width = max(map(len, COMMANDS))
     rows = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
     return (
-        f"usage: affectlite [--verbose] <command> [options]\n\naffectlite {__version__}: "
+        f"usage: affectlite <command> [options] [--verbose]\n\naffectlite {__version__}: "
         f"on-device facial emotion recognition.\n\ncommands:\n{rows}\n\n"
         "Run `affectlite <command> --help` for a command's options. --verbose shows the "
-        "TensorFlow/LiteRT log lines that are hidden by default and the traceback behind an "
-        "error."
+        "TensorFlow/LiteRT, OpenCV and converter log lines that are hidden by default and the "
+        "traceback behind an error; it may stand anywhere on the line."
     )
 
 
@@ -71,12 +71,19 @@ def _say_default_bundle(name: str, args: argparse.Namespace) -> None:
             return
 
 
+def _take_verbose(argv: list[str]) -> tuple[list[str], bool]:
+    """``argv`` without ``--verbose``, wherever it stands (before a ``--``), and whether it
+    was there."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    kept = [arg for arg in argv[:end] if arg != "--verbose"] + argv[end:]
+    return kept, len(kept) < len(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs one subcommand and returns its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    verbose = bool(argv) and argv[0] == "--verbose"
+    argv, verbose = _take_verbose(argv)
     if verbose:
-        argv = argv[1:]
         os.environ[VERBOSE_ENV] = "1"
     quiet_tensorflow()
     if not argv or argv[0] in ("-h", "--help"):
@@ -110,7 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=HelpFormatter,
     )
     module.add_arguments(parser)
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the log lines hidden by default and the traceback behind an error",
+    )
     args = parser.parse_args(rest)
+    finish(parser, args)
     _say_default_bundle(name, args)
     try:
         return int(module.run(args) or 0)

@@ -297,15 +297,16 @@ def make_detector(
     nms_threshold: float = 0.3,
     max_faces: int = 5,
 ) -> FaceDetector | HaarDetector:
-    """Builds the named detector: ``"blazeface"`` (the bundle's model, else the installed one)
-    or ``"haar"``.
+    """Builds the named detector: ``"blazeface"`` (the bundle's model, else the installed one),
+    ``"haar"``, or BlazeFace from a ``.tflite`` path.
 
     Raises:
         ValueError: for an unknown ``kind``.
         DetectorUnavailable: when the detector cannot run here (message says how to fix).
     """
-    if kind == "blazeface":
+    if kind == "blazeface" or str(kind).endswith(".tflite"):
         path = bundle.detector_path if bundle and bundle.detector_path else blazeface_model_path()
+        path = path if kind == "blazeface" else Path(kind)
         return FaceDetector(path, num_threads, score_threshold, nms_threshold, max_faces)
     if kind == "haar":
         return HaarDetector(max_faces)

@@ -36,7 +36,7 @@ import numpy as np
 
 from affectlite.errors import EnvironmentProblem, InputError
 from affectlite.files import atomic_path, write_bytes
-from affectlite.options import add_max_pixels, check_positive
+from affectlite.options import add_bundle, add_max_pixels, add_sources, check_positive
 
 from . import overlay
 from .bundle import DEFAULT_BUNDLE, BundleError, resolve_bundle
@@ -68,16 +68,12 @@ class Item:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = PipelineConfig()
-    parser.add_argument(
-        "sources",
-        nargs="+",
-        metavar="SOURCE",
-        help="image file, folder of images, glob pattern ('photos/*.jpg'), video file or "
+    add_sources(
+        parser,
+        "image file, folder of images, glob pattern ('photos/*.jpg'), video file or "
         "camera index (0, 1, …)",
     )
-    parser.add_argument(
-        "--bundle", help="model bundle folder (default: the shipped default bundle)"
-    )
+    add_bundle(parser)
     parser.add_argument(
         "--out", type=Path, help="output folder (default: runs/predict-<date>-<time>)"
     )

@@ -49,10 +49,15 @@ import numpy as np
 
 from affectlite.errors import AffectliteError, EnvironmentProblem, InputError
 from affectlite.files import FILE_MODE
-from affectlite.options import add_bundle, add_max_pixels, check_positive
+from affectlite.options import (
+    add_bundle,
+    add_detector,
+    add_max_pixels,
+    add_sources,
+    check_positive,
+)
 
 from .bundle import load_bundle
-from .detector import DETECTORS
 from .pipeline import STAGES, FrameResult, Pipeline, PipelineConfig
 from .preprocess import MAX_STILL_PIXELS
 from .sources import (
@@ -105,7 +110,7 @@ def add_face_options(parser: argparse.ArgumentParser) -> None:
     """``--threads``, ``--detector`` and ``--max-faces``, as ``run`` and ``predict`` take them."""
     defaults = PipelineConfig()
     parser.add_argument("--threads", type=int, help="interpreter threads (default: up to 4)")
-    parser.add_argument("--detector", choices=DETECTORS, default=defaults.detector)
+    add_detector(parser, defaults.detector)
     parser.add_argument(
         "--max-faces", type=int, default=defaults.max_faces, help="classify the N largest faces"
     )
@@ -114,11 +119,11 @@ def add_face_options(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = PipelineConfig()
     backoff = Backoff()
-    parser.add_argument(
-        "--source",
-        required=True,
-        help="picamera2, android, a webcam index (0, 1, …), a video file, an image file or a "
+    add_sources(
+        parser,
+        "picamera2, android, a webcam index (0, 1, …), a video file, an image file or a "
         "folder of images (photos are classified one by one, without tracking or smoothing)",
+        several=False,
     )
     add_bundle(parser)
     parser.add_argument(

@@ -12,7 +12,7 @@ from pathlib import Path
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.errors import InputError
-from affectlite.options import LIMIT_HELP, add_dataset, check_paths
+from affectlite.options import LIMIT_HELP, add_dataset, add_input_size, check_paths
 from affectlite.train.config import (
     BACKBONE_NAMES,
     BALANCE_MODES,
@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="only time the tf.data input pipeline over BATCHES batches (images/s), no training",
     )
-    for field in fields(TrainConfig):
+    add_input_size(parser)
+    for field in (f for f in fields(TrainConfig) if f.name != "input_size"):
         flag = "--" + field.name.replace("_", "-")
         if isinstance(field.default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)

@@ -17,7 +17,7 @@ import numpy as np
 from affectlite.edge_app.preprocess import CropPolicy, ImageError
 from affectlite.errors import InputError
 from affectlite.markdown import table
-from affectlite.options import HelpFormatter, add_json, emit_json
+from affectlite.options import HelpFormatter, add_input_size, add_json, emit_json
 from affectlite.train.datasets import (
     FERPLUS_MODES,
     FORMATS,
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
     add_json(inspect, "the full report also")
     pack.add_argument("--out", type=Path, required=True, help="output folder")
-    pack.add_argument("--input-size", type=int, default=224, help="crop side in pixels")
+    add_input_size(pack, backbone_option=True)
     pack.add_argument(
         "--margin",
         type=float,

@@ -15,11 +15,14 @@ from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.errors import InputError
 from affectlite.options import (
+    SPLIT_AUTO,
+    add_bundle,
     add_dataset,
     add_json,
     add_limit,
     add_model,
     check_paths,
+    choose_split,
     emit_json,
 )
 from affectlite.progress import batched, progress
@@ -197,8 +200,10 @@ def evaluate(predictor: Predictor, images: np.ndarray, labels: np.ndarray) -> Me
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model(parser, default="default")
-    add_dataset(parser, required=True)
+    which = parser.add_mutually_exclusive_group()
+    add_bundle(which, default=None)
+    add_model(which, required=False)
+    add_dataset(parser, required=True, split=SPLIT_AUTO, split_help="split to score")
     add_limit(parser)
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads")
     parser.add_argument(
@@ -218,7 +223,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_paths(model=args.model, data=args.data)
+    if args.model is None and args.bundle is None:
+        args.bundle = DEFAULT_BUNDLE
+        print(f"affectlite evaluate: using the default bundle {DEFAULT_BUNDLE}", file=sys.stderr)
+    check_paths(model=args.model, bundle=args.bundle, data=args.data)
+    args.model = args.model or args.bundle
+    args.split = choose_split(args, "affectlite evaluate")
     from affectlite.train import plots
     from affectlite.train.datasets import limit_samples, load_dataset
     from affectlite.train.pipeline import load_split
