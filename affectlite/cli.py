@@ -21,7 +21,7 @@ import traceback
 from affectlite import __version__
 from affectlite.errors import AffectliteError
 from affectlite.options import HelpFormatter, finish
-from affectlite.quiet import VERBOSE_ENV, quiet_tensorflow
+from affectlite.quiet import VERBOSE_ENV, quiet_tensorflow, quiet_third_parties
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("affectlite.demo", "whole flow on the embedded synthetic faces, no download"),
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
     quiet_tensorflow()
+    quiet_third_parties()
     if not argv or argv[0] in ("-h", "--help"):
         print(_overview())
         return 0 if argv else 2

@@ -26,9 +26,11 @@ class Progress:
     """Counts work done out of ``total`` and shows it on ``file`` (standard error).
 
     On a terminal it is a tqdm bar; elsewhere it writes ``desc: done/total (P %, Ts)`` each
-    time another 10 % is done, and once at the end. ``total`` 0 or ``None`` writes only the
-    end line.
+    time another 10 % is done once the work has run ``quiet_seconds`` (work done sooner gets
+    its end line only), and once at the end. ``total`` 0 or ``None`` writes only the end line.
     """
+
+    quiet_seconds = 1.0
 
     def __init__(
         self, total: int | None, desc: str, unit: str = "img", file: IO[str] | None = None
@@ -52,7 +54,7 @@ class Progress:
             return
         if self.total:
             step = min(100, 100 * self.done // self.total) // STEP * STEP
-            if step > self._shown and step < 100:
+            if self._shown < step < 100 and self._seconds() >= self.quiet_seconds:
                 self._shown = step
                 self._line()
 
@@ -66,8 +68,11 @@ class Progress:
         else:
             self._line()
 
+    def _seconds(self) -> float:
+        return time.monotonic() - self._started
+
     def _line(self) -> None:
-        seconds = time.monotonic() - self._started
+        seconds = self._seconds()
         if self.total:
             percent = 100 * self.done // self.total
             text = f"{self.desc}: {self.done}/{self.total} ({percent} %, {seconds:.0f} s)"
