@@ -33,13 +33,18 @@ works."""
 SPLIT_AUTO = "auto"
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default in ``--help``, unless it is empty or the help names it."""
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default in ``--help``, unless it is empty or the help names it;
+    keeps the line breaks of the description and of the examples after the options."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False, [], "", argparse.SUPPRESS) or "default" in (
-            action.help or ""
-        ):
+        text = action.help or ""
+        if "(default" in text or action.help == argparse.SUPPRESS or action.required:
+            return action.help
+        unset = action.default is None or action.default in ([], "")
+        if unset and action.option_strings and action.nargs != 0:
+            return f"{text} (default: none)"
+        if unset or action.default is False or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
 
@@ -107,6 +112,7 @@ def add_bundle(
     unless ``default`` says otherwise); or, with ``repeatable``, one or more bundles to
     compare."""
     names = ", ".join(shipped_bundle_names()) or "default"
+    said = f" (default: {default})" if default else ""
     if repeatable:
         parser.add_argument(
             "--bundle",
@@ -115,7 +121,7 @@ def add_bundle(
             default=[],
             metavar="NAME|PATH",
             help=f"a bundle folder or a shipped bundle's name ({names}); repeat to compare, the "
-            "first is the baseline of the ratios (default: default)",
+            "first is the baseline of the ratios (default: default, when no --reference)",
         )
     else:
         parser.add_argument(
@@ -123,7 +129,7 @@ def add_bundle(
             type=bundle_path,
             default=default,
             metavar="NAME|PATH",
-            help=f"a bundle folder or a shipped bundle's name ({names})",
+            help=f"a bundle folder or a shipped bundle's name ({names}){said}",
         )
 
 

@@ -70,7 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--n", type=int, default=300, help="representative images drawn from --data train"
     )
-    data.add_argument("--seed", type=int, default=0)
+    data.add_argument(
+        "--seed", type=int, default=0, help="random seed of the representative draw and --limit"
+    )
     data.add_argument("--margin", type=float, help="face crop margin (default: the training run's)")
     data.add_argument("--skip-verify", action="store_true", help="write an unverified bundle")
     data.add_argument(

@@ -150,7 +150,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.score_threshold,
         help="least face detector score (raise to 0.6 to drop borderline false faces)",
     )
-    parser.add_argument("--smoothing", type=float, default=defaults.smoothing)
+    parser.add_argument(
+        "--smoothing",
+        type=float,
+        default=defaults.smoothing,
+        help="weight of the past in each face's probability average, in [0, 1) (0: none)",
+    )
     parser.add_argument(
         "--threshold",
         type=float,
@@ -172,7 +177,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=backoff.initial,
         help="first wait in seconds before reopening a lost camera (doubles each attempt)",
     )
-    parser.add_argument("--max-retry-delay", type=float, default=backoff.maximum)
+    parser.add_argument(
+        "--max-retry-delay",
+        type=float,
+        default=backoff.maximum,
+        help="longest wait in seconds between reconnection attempts",
+    )
     parser.add_argument(
         "--max-retries",
         type=int,

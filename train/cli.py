@@ -33,6 +33,17 @@ _HELP = {
     "distribute": "auto, none, mirrored or multiworker (reads TF_CONFIG)",
     "init": "start from a trained model (.keras) of the same backbone and input size, head "
     "included, and train it further in one phase (e.g. longer, or with --balance)",
+    "batch_size": "images per training step",
+    "learning_rate": "peak learning rate (AdamW, cosine decay): the head warm-up, or the whole "
+    "run from scratch",
+    "finetune_learning_rate": "peak learning rate of the full fine-tuning phase (pretrained "
+    "weights only)",
+    "warmup_epochs": "epochs of linear learning-rate warm-up at the start of each phase",
+    "weight_decay": "AdamW weight decay",
+    "label_smoothing": "label smoothing of the cross-entropy loss",
+    "augment": "flip, small rotation/zoom/shift, brightness/contrast and random erasing",
+    "dropout": "dropout rate before the logits",
+    "seed": "random seed of weights, shuffling, augmentation and --holdout/--limit draws",
 }
 
 
@@ -71,7 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for field in (f for f in fields(TrainConfig) if f.name != "input_size"):
         flag = "--" + field.name.replace("_", "-")
         if isinstance(field.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=field.default,
+                help=_HELP.get(field.name),
+            )
         else:
             parser.add_argument(
                 flag,

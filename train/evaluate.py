@@ -203,9 +203,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
     add_bundle(which, default=None)
     add_model(which, required=False)
+    which._group_actions[0].help += " (default: default, when no --model is given)"
     add_dataset(parser, required=True, split=SPLIT_AUTO, split_help="split to score")
     add_limit(parser)
-    parser.add_argument("--threads", type=int, default=None, help="interpreter threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="interpreter threads (default: automatic)"
+    )
     parser.add_argument(
         "--detect",
         action="store_true",
