@@ -28,7 +28,10 @@ from affectlite.quiet import VERBOSE_ENV, quiet_tensorflow, quiet_third_parties
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("affectlite.demo", "whole flow on the embedded synthetic faces, no download"),
     "data": ("affectlite.train.data_cli", "inspect or pack an expression dataset"),
-    "train": ("affectlite.train.cli", "train the ResNet50 (or mobile) classifier"),
+    "train": (
+        "affectlite.train.cli",
+        "train the classifier (ResNet50 on a GPU, the compact CNN on a CPU)",
+    ),
     "evaluate": (
         "affectlite.train.evaluate",
         "score a Keras model, .tflite or bundle on a dataset",
@@ -141,7 +144,7 @@ def _say_default_bundle(name: str, args: argparse.Namespace) -> None:
         if any(v is not None and resolve_bundle(v) == DEFAULT_BUNDLE for v in values):
             print(
                 f"affectlite {name}: using the default bundle {DEFAULT_BUNDLE} (compact CNN "
-                "trained on FER+, int8; --bundle/--model PATH for your own)",
+                "trained on FER+, int8; --bundle NAME|PATH for another)",
                 file=sys.stderr,
             )
             return
