@@ -1,7 +1,8 @@
 """Progress of long work on standard error: a tqdm bar on a terminal, a line per 10 % otherwise.
 
 One helper for every command (evaluate, convert's verification, calibrate, data inspect,
-train), so a pipe or a log file gets readable lines instead of carriage-return bars::
+train), so a pipe or a log file gets readable lines instead of carriage-return bars (work done
+within a second gets its end line only)::
 
     for sample in progress(samples, len(samples), "crop val"):
         ...
