@@ -2,9 +2,11 @@
 
 TensorFlow's C++ core and LiteRT write straight to file descriptor 2, below Python and before
 ``TF_CPP_MIN_LOG_LEVEL`` applies (absl logs "Could not find cuda drivers" before it is
-initialised; LiteRT prints "Created TensorFlow Lite XNNPACK delegate" at INFO). So the noisy
-moments (importing TensorFlow, creating an interpreter) run with fd 2 captured, and every
-captured line that is not known noise is written back. Errors are never dropped: only lines
+initialised; LiteRT prints "Created TensorFlow Lite XNNPACK delegate" at INFO; the TFLite
+converter prints "fully_quantize: 0, …"). So the noisy moments (importing TensorFlow, creating
+an interpreter, converting) run with fd 2 captured, and every captured line that is not known
+noise is written back. OpenCV's warnings and Keras' shuffle warning are turned off at their
+source (:func:`quiet_third_parties`). Errors are never dropped: only lines
 matching :data:`NOISE` are. ``affectlite --verbose`` (or ``AFFECTLITE_VERBOSE=1``) shows all.
 """
 
@@ -17,6 +19,7 @@ import re
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,8 +31,12 @@ NOISE = re.compile(
     r"|[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\]"  # absl INFO and WARNING lines
     r"|E\d{4} [\d:.]+ +\d+ \S+:\d+\] .*(cuInit|CUDA|cuDNN|cuFFT|cuBLAS)"
     r"|To enable the following instructions: .* rebuild TensorFlow"
-    r"|INFO: Created TensorFlow Lite XNNPACK delegate)"
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate"
+    r"|fully_quantize: \d+, inference_type: \d+, input_inference_type: )"  # the TFLite converter
 )
+KERAS_SHUFFLE = r"`shuffle=True` was passed, but will be ignored since the data `x` was provided"
+"""Keras' warning when ``fit`` gets a ``tf.data.Dataset`` (the kit shuffles its own)."""
+TF_LITE_INTERPRETER = r"\s*Warning: tf.lite.Interpreter is deprecated"
 _LOCK = threading.RLock()
 
 
@@ -100,6 +107,20 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
                 spec.loader = _QuietLoader(spec.loader)
                 return spec
         return None
+
+
+def quiet_third_parties() -> None:
+    """Hides OpenCV's warnings (a camera that cannot open, on every retry: the kit says it
+    itself) and Keras' shuffle warning, unless verbose; OpenCV's errors still show."""
+    if verbose():
+        return
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    if "cv2" in sys.modules:  # already imported: the variable was read
+        cv2 = sys.modules["cv2"]
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    warnings.filterwarnings("ignore", message=KERAS_SHUFFLE, category=UserWarning)
+    # The quantization debugger (`convert --debug`) runs tf.lite.Interpreter, which warns.
+    warnings.filterwarnings("ignore", message=TF_LITE_INTERPRETER, category=UserWarning)
 
 
 def quiet_tensorflow() -> None:

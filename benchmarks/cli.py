@@ -2,9 +2,10 @@
 
 Examples::
 
+    affectlite bench                                  # the shipped default bundle
     affectlite bench --bundle bundles/int8 --bundle bundles/float32 --threads 1,2,4
     affectlite bench --bundle bundles/int8 --reference mobilenet_v2.tflite --runs 200
-    affectlite bench --bundle bundles/int8 --source clip.mp4 --json - > bench.json
+    affectlite bench clip.mp4 --bundle bundles/int8 --json - > bench.json
     affectlite bench --bundle bundles/int8 --soak 600
 
 Results go to ``benchmarks/results/<host>-<date>/`` (``bench.json``, ``bench.md``, PNG plots)
@@ -20,10 +21,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from affectlite.edge_app.bundle import DEFAULT_BUNDLE
 from affectlite.edge_app.runtime import default_threads
 from affectlite.edge_app.sources import SourceError, open_source
 from affectlite.errors import InputError
-from affectlite.options import add_bundle, add_json, check_paths, emit_json
+from affectlite.options import add_bundle, add_json, add_sources, check_paths, emit_json
 
 from . import system
 from .latency import make_variants, run_benchmark, sample_frames
@@ -93,10 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--runs", type=_positive(int), default=50, help="timed rounds")
     parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first")
-    parser.add_argument(
-        "--source",
-        help="read frames from a camera (0, picamera2), video file "
-        "or image folder instead of the built-in frames",
+    add_sources(
+        parser,
+        "read frames from a camera (0, picamera2), video file or image folder instead of the "
+        "built-in frames",
+        required=False,
+        several=False,
     )
     parser.add_argument(
         "--frame-size",
@@ -261,7 +265,8 @@ def _soak(args: argparse.Namespace, threads: list[int]) -> int:
 def run(args: argparse.Namespace) -> int:
     threads = args.threads or [default_threads()]
     if not args.bundle and not args.reference:
-        raise InputError("give at least one --bundle or --reference.")
+        args.bundle = [DEFAULT_BUNDLE]
+        print(f"affectlite bench: using the default bundle {DEFAULT_BUNDLE}", file=sys.stderr)
     if args.source and not args.bundle:
         raise InputError("--source feeds bundles; add a --bundle.")
     if args.warmup < 0:

@@ -2,15 +2,16 @@
 
 Representative set, from the training split of a dataset::
 
-    affectlite calibrate --data data/ferplus --format ferplus --input-size 112 --out rep/
+    affectlite calibrate --data data/ferplus --format ferplus --backbone compact --out rep/
 
 or from the device's own camera domain (faces found by BlazeFace in the frames)::
 
     affectlite calibrate --source 0 --bundle bundle/ --out rep/         # webcam 0
     affectlite calibrate --source clip.mp4 --input-size 112 --out rep/  # video file
-    affectlite calibrate --source photos/ --input-size 112 --out rep/   # folder of photos
+    affectlite calibrate --source photos/ --backbone compact --out rep/ # folder of photos
 
-Temperature, on a labelled split (default ``val``) of a model, ``.tflite`` or bundle::
+Temperature, on a labelled split (default ``val``, or the dataset's only split) of a model,
+``.tflite`` or bundle::
 
     affectlite calibrate --fit-temperature --model best.keras --data data/ferplus --format ferplus \
         --out t/
@@ -31,43 +32,44 @@ from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.errors import InputError
 from affectlite.files import write_json
 from affectlite.options import (
+    SPLIT_AUTO,
+    add_bundle,
     add_dataset,
+    add_detector,
+    add_input_size,
     add_model,
-    bundle_path,
     check_new_folder,
     check_paths,
     check_positive,
+    choose_split,
+    input_size_for,
 )
-
-DEFAULT_SIZE = 112
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Exit status: 0 written, 2 bad input."
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    add_dataset(parser, split_help="labelled split for --fit-temperature (the set uses train)")
+    add_dataset(
+        parser,
+        split=SPLIT_AUTO,
+        split_help="labelled split for --fit-temperature (the set uses train)",
+    )
     parser.add_argument(
         "--source", help="frames instead of a dataset: webcam index, video, folder, picamera2"
     )
-    parser.add_argument(
-        "--bundle", type=bundle_path, help="take detector, input size and crop from this bundle"
-    )
-    parser.add_argument(
-        "--detector", default="blazeface", help="blazeface, haar or a BlazeFace .tflite"
-    )
+    add_bundle(parser, default=None)
+    add_detector(parser)
     parser.add_argument(
         "--every", type=int, default=5, help="use every K-th frame of a video/camera"
     )
     parser.add_argument(
         "--max-frames", type=int, default=10_000, help="stop after this many frames"
     )
-    parser.add_argument(
-        "--input-size", type=int, help=f"crop side (default: bundle's or {DEFAULT_SIZE})"
-    )
+    add_input_size(parser, backbone_option=True)
     parser.add_argument("--margin", type=float, help="crop margin (default: bundle's or 0.2)")
-    parser.add_argument("--n", type=int, default=300, help="images in the set (default 300)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n", type=int, default=300, help="images in the set")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the draw")
     parser.add_argument(
         "--fit-temperature",
         action="store_true",
@@ -85,22 +87,9 @@ def _frames(source, max_frames: int) -> Iterator[np.ndarray]:
             yield frame
 
 
-def _check_detector(detector: str) -> None:
-    from affectlite.edge_app.detector import DETECTORS
-
-    if detector.endswith(".tflite"):
-        check_paths(detector=detector)
-    elif detector not in DETECTORS:
-        raise InputError(
-            f"--detector {detector!r} is not known; choose {', '.join(DETECTORS)} or a .tflite."
-        )
-
-
 def _detector(args, bundle):
-    from affectlite.edge_app.detector import FaceDetector, make_detector
+    from affectlite.edge_app.detector import make_detector
 
-    if args.detector.endswith(".tflite"):
-        return FaceDetector(args.detector)
     return make_detector(args.detector, bundle)
 
 
@@ -111,7 +100,7 @@ def build_set(args: argparse.Namespace):
     from .representative import from_frames
 
     bundle = load_bundle(args.bundle) if args.bundle else None
-    size = args.input_size or (bundle.input_size if bundle else DEFAULT_SIZE)
+    size = args.input_size or (bundle.input_size if bundle else input_size_for(args.backbone))
     crop = bundle.crop_policy if bundle else CropPolicy()
     if args.margin is not None:
         crop = CropPolicy(args.margin, crop.square, crop.pad_value)
@@ -161,6 +150,7 @@ def fit_temperature_files(args: argparse.Namespace) -> dict:
     if not (args.data and args.format):
         raise InputError("--fit-temperature needs labelled data: --data PATH --format F.")
     predictor = load_predictor(args.model)
+    args.split = choose_split(args, "affectlite calibrate")
     index = load_dataset(args.data, args.format, args.split, ferplus_mode=args.ferplus_mode)
     split = load_split(index, predictor.input_size, predictor.crop)
     logits = predictor.logits(split.images)
@@ -179,7 +169,6 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     check_positive(n=args.n, every=args.every, max_frames=args.max_frames)
     check_paths(data=args.data, bundle=args.bundle, model=args.model)
-    _check_detector(args.detector)
     if args.fit_temperature != (args.model is not None):
         raise InputError("--fit-temperature and --model go together (the model to calibrate).")
     if args.fit_temperature:

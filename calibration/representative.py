@@ -28,6 +28,7 @@ from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy, ImageError, crop_face
 from affectlite.errors import InputError
 from affectlite.files import atomic_dir, write_json
+from affectlite.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -281,18 +282,20 @@ def build_representative(
 def _draw(crop, pools: dict[int, np.ndarray], quotas: dict[int, int], ids: list[str]):
     """Takes each class's quota from the front of its pool, passing over unreadable images."""
     crops, chosen, skipped = [], [], []
-    for c, pool in pools.items():
-        taken = 0
-        for index in pool:
-            if taken == quotas[c]:
-                break
-            try:
-                crops.append(crop(int(index)))
-            except (ImageError, OSError) as error:
-                skipped.append(f"{ids[index]}: {error}")
-                continue
-            chosen.append(int(index))
-            taken += 1
+    with Progress(sum(quotas.values()), "calibrate: representative set") as bar:
+        for c, pool in pools.items():
+            taken = 0
+            for index in pool:
+                if taken == quotas[c]:
+                    break
+                try:
+                    crops.append(crop(int(index)))
+                except (ImageError, OSError) as error:
+                    skipped.append(f"{ids[index]}: {error}")
+                    continue
+                chosen.append(int(index))
+                taken += 1
+                bar.update()
     for line in skipped[:5]:
         log.warning("Skipped unreadable %s", line)
     return crops, chosen, skipped
@@ -358,17 +361,19 @@ def from_frames(
     if every < 1 or faces_per_frame < 1:
         raise InputError(f"every and faces_per_frame must be ≥ 1, got {every}, {faces_per_frame}.")
     crops, ids, seen, with_face = [], [], 0, 0
-    for index, frame in enumerate(frames):
-        if len(crops) >= n:
-            break
-        if index % every:
-            continue
-        seen += 1
-        detections = detector.detect(frame)[:faces_per_frame]
-        with_face += bool(detections)
-        for face, detection in enumerate(detections[: n - len(crops)]):
-            crops.append(crop_face(frame, detection.box, size, policy))
-            ids.append(f"frame{index:06d}/face{face}")
+    with Progress(n, "calibrate: faces from frames") as bar:
+        for index, frame in enumerate(frames):
+            if len(crops) >= n:
+                break
+            if index % every:
+                continue
+            seen += 1
+            detections = detector.detect(frame)[:faces_per_frame]
+            with_face += bool(detections)
+            for face, detection in enumerate(detections[: n - len(crops)]):
+                crops.append(crop_face(frame, detection.box, size, policy))
+                ids.append(f"frame{index:06d}/face{face}")
+                bar.update()
     if not crops:
         raise RepresentativeError(
             f"No face found in {seen} frames of {source}; point the camera at faces, or use "

@@ -18,9 +18,18 @@ import numpy as np
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.errors import InputError
-from affectlite.options import LIMIT_HELP, add_dataset, check_new_folder, check_paths
+from affectlite.options import (
+    LIMIT_HELP,
+    SPLIT_AUTO,
+    add_dataset,
+    check_new_folder,
+    check_paths,
+    choose_split,
+    detector_spec,
+)
 
 from .quantization import FLOAT_LAYER_IO, MODES, check_options
+from .verify import WEAK_MARGIN
 
 _IO_TYPES = tuple(dict.fromkeys(io for spec in MODES.values() for io in spec.io_types))
 
@@ -44,7 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--representative", type=Path, help="representative set from `affectlite calibrate`"
     )
-    add_dataset(parser, split_help="labelled split to verify on (its train split calibrates)")
+    add_dataset(
+        parser,
+        split=SPLIT_AUTO,
+        split_help="labelled split to verify on (its train split calibrates)",
+    )
     data.add_argument(
         "--holdout",
         type=float,
@@ -57,7 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--n", type=int, default=300, help="representative images drawn from --data train"
     )
-    data.add_argument("--seed", type=int, default=0)
+    data.add_argument(
+        "--seed", type=int, default=0, help="random seed of the representative draw and --limit"
+    )
     data.add_argument("--margin", type=float, help="face crop margin (default: the training run's)")
     data.add_argument("--skip-verify", action="store_true", help="write an unverified bundle")
     data.add_argument(
@@ -77,6 +92,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--force", action="store_true", help="write the bundle even if the gate fails"
     )
     checks.add_argument(
+        "--allow-weak",
+        action="store_true",
+        help="convert a float model whose balanced accuracy is below chance (1/K) + "
+        f"{WEAK_MARGIN:g}; without it such a model is refused with exit 3",
+    )
+    checks.add_argument(
         "--temperature", type=float, help="fixed softmax temperature (default: fitted)"
     )
     checks.add_argument(
@@ -92,7 +113,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--float-layers", default="", help="comma-separated layers kept in float (int8)"
     )
     checks.add_argument(
-        "--detector", type=Path, help="face detector .tflite (default BlazeFace short-range)"
+        "--detector",
+        type=detector_spec,
+        metavar="NAME|PATH",
+        help="face detector the bundle carries: blazeface (BlazeFace short-range, the default) "
+        "or a BlazeFace .tflite file",
     )
     checks.add_argument(
         "--report", type=Path, help="report folder (default: OUT-report beside OUT)"
@@ -180,6 +205,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     float_layers = tuple(name.strip() for name in args.float_layers.split(",") if name.strip())
     io = check_options(args.mode, args.io, float_layers)
+    if args.detector == "haar":
+        raise InputError("--detector haar cannot go into a bundle; give a BlazeFace .tflite.")
+    args.detector = None if args.detector == "blazeface" else args.detector
     check_paths(
         model=args.model,
         representative=args.representative,
@@ -189,11 +217,13 @@ def run(args: argparse.Namespace) -> int:
     check_new_folder(args.out, args.overwrite)
     if not args.skip_verify and not (args.data and args.format):
         raise InputError("verification needs --data PATH --format F (or pass --skip-verify).")
+    if args.data and args.format and not args.holdout:
+        args.split = choose_split(args, "affectlite convert")
     if args.temperature is not None and args.temperature <= 0:
         raise InputError(f"--temperature must be positive, got {args.temperature}.")
     from .verify import Gate
 
-    gate = Gate(args.max_drop, args.min_agreement)
+    gate = Gate(args.max_drop, args.min_agreement, args.allow_weak)
 
     from affectlite.train.provenance import command_line
 

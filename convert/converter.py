@@ -22,6 +22,7 @@ from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.runtime import load_interpreter
 from affectlite.errors import AffectliteError, InputError
 from affectlite.files import write_bytes
+from affectlite.quiet import native_stderr
 
 from .quantization import QuantizationConfig, check_input_size
 
@@ -144,11 +145,12 @@ def convert_model(model, config: QuantizationConfig, workdir: str | Path) -> Pat
         check_input_size(config.representative, model_input_size(model))
     start = time.perf_counter()
     try:
-        converter = _converter(model, workdir, config)
-        if config.float_layers:
-            data = _selectively_quantized(converter, config, _output_layer(model))
-        else:
-            data = converter.convert()
+        with native_stderr():  # the converter prints "fully_quantize: 0, …" on fd 2
+            converter = _converter(model, workdir, config)
+            if config.float_layers:
+                data = _selectively_quantized(converter, config, _output_layer(model))
+            else:
+                data = converter.convert()
     except (ConversionError, UnknownLayerError):
         raise
     except Exception as error:  # The converter raises ConverterError, ValueError, RuntimeError.
@@ -276,8 +278,9 @@ def quantization_errors(model, config: QuantizationConfig, workdir: str | Path) 
     if config.mode != "int8":
         raise InputError(f"Per-layer quantization error applies to mode int8, not {config.mode}.")
     start = time.perf_counter()
-    debugger = _debugger(_converter(model, Path(workdir), config), config)
-    errors = _layer_errors(debugger, _output_layer(model))
+    with native_stderr():
+        debugger = _debugger(_converter(model, Path(workdir), config), config)
+        errors = _layer_errors(debugger, _output_layer(model))
     log.info("Quantization debugger: %d layers in %.1f s", len(errors), time.perf_counter() - start)
     return errors
 

@@ -15,6 +15,7 @@ import numpy as np
 from affectlite.edge_app.classifier import EmotionClassifier
 from affectlite.edge_app.labels import LABELS
 from affectlite.errors import GateRefused, InputError
+from affectlite.progress import batched
 from affectlite.train.metrics import classification_report
 
 SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -28,6 +29,10 @@ class GateError(GateRefused):
         self.report = report
 
 
+WEAK_MARGIN = 0.05
+"""A float model whose balanced accuracy is under 1/K + this is refused (``--allow-weak``)."""
+
+
 @dataclass(frozen=True)
 class Gate:
     """Acceptance thresholds for a converted model.
@@ -35,10 +40,13 @@ class Gate:
     Attributes:
         max_drop: largest allowed loss of balanced accuracy, in percentage points.
         min_agreement: smallest allowed share of images where float and converted top-1 agree.
+        allow_weak: accept a float model whose balanced accuracy is within
+            :data:`WEAK_MARGIN` of chance (1/K over the K classes present).
     """
 
     max_drop: float = 1.0
     min_agreement: float = 0.95
+    allow_weak: bool = False
 
     def __post_init__(self) -> None:
         if self.max_drop < 0:
@@ -49,6 +57,9 @@ class Gate:
     def failures(self, report: dict[str, Any]) -> list[str]:
         """Why ``report`` (from :func:`compare_logits`) fails, in words; empty if it passes."""
         reasons = []
+        weak = weakness(report)
+        if weak and not self.allow_weak:
+            reasons.append(weak)
         drop = report["balanced_accuracy_drop_points"]
         if drop > self.max_drop:
             reasons.append(
@@ -63,17 +74,60 @@ class Gate:
             )
         return reasons
 
+    def passes(self, report: dict[str, Any]) -> str:
+        """What a passing ``report`` met, in words: each threshold beside its value."""
+        floor = chance_floor(report)
+        weak = " (weak: allowed by --allow-weak)" if weakness(report) else ""
+        return (
+            f"float balanced accuracy {report['float']['balanced_accuracy']:.3f} vs chance + "
+            f"{WEAK_MARGIN:g} = {floor:.3f}{weak}; drop "
+            f"{report['balanced_accuracy_drop_points']:.2f} ≤ {self.max_drop:g} points; "
+            f"agreement {report['agreement']:.3f} ≥ {self.min_agreement:g}"
+        )
+
     def check(self, report: dict[str, Any]) -> None:
         """Raises :class:`GateError` with the numbers when ``report`` fails the gate."""
         reasons = self.failures(report)
-        if reasons:
+        if not reasons:
+            return
+        if reasons == [weakness(report)]:
             raise GateError(
-                f"The converted model ({report.get('mode', '?')}) fails the gate on "
-                f"{report['n']} images: " + "; ".join(reasons) + ". Check the representative "
-                "set (same crop and 0..255 pixels as training), try --debug / --float-layers, "
-                "or pass --force to write the bundle anyway.",
+                f"The float model is too weak to convert ({report['n']} images): {reasons[0]}. "
+                "Train it longer or check the data and labels; pass --allow-weak to convert it "
+                "anyway.",
                 report,
             )
+        raise GateError(
+            f"The converted model ({report.get('mode', '?')}) fails the gate on "
+            f"{report['n']} images: " + "; ".join(reasons) + ". Check the representative "
+            "set (same crop and 0..255 pixels as training), try --debug / --float-layers, "
+            "or pass --force to write the bundle anyway.",
+            report,
+        )
+
+
+def chance_floor(report: dict[str, Any]) -> float:
+    """1/K + :data:`WEAK_MARGIN`, K the classes present in the verification labels."""
+    return 1 / max(1, report.get("classes", len(LABELS))) + WEAK_MARGIN
+
+
+def weakness(report: dict[str, Any]) -> str:
+    """Why the float model of ``report`` is near chance, in words; empty when it is not."""
+    score = report["float"]["balanced_accuracy"]
+    floor = chance_floor(report)
+    if score >= floor:
+        return ""
+    text = (
+        f"the float model's balanced accuracy {score:.3f} is below chance + {WEAK_MARGIN:g} = "
+        f"{floor:.3f} (1/{report.get('classes', len(LABELS))} classes)"
+    )
+    confusion = report.get("confusion", {}).get("float")
+    if confusion is not None:
+        predicted = np.asarray(confusion).sum(axis=0)
+        if predicted.max() == predicted.sum() > 0:
+            label = LABELS[int(predicted.argmax())]
+            text += f"; it predicts {label} for all {predicted.sum()} faces"
+    return text
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -89,9 +143,10 @@ def kl_divergence(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
 
 def float_logits(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """The Keras model's logits for ``uint8`` crops."""
-    return np.asarray(
-        model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0), np.float32
-    )
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(np.asarray(batch, np.float32)), np.float32)
+
+    return batched(predict, np.asarray(images), batch_size, "verify: float model")
 
 
 def converted_logits(
@@ -104,10 +159,7 @@ def converted_logits(
     """The ``.tflite`` model's dequantised logits, run as on the device (``tie_break`` as the
     bundle will record it)."""
     classifier = EmotionClassifier(tflite_path, labels, tie_break=tie_break)
-    images = np.asarray(images)
-    return np.concatenate(
-        [classifier.logits(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    )
+    return batched(classifier.logits, np.asarray(images), batch_size, "verify: converted model")
 
 
 def compare_logits(
@@ -127,6 +179,7 @@ def compare_logits(
     summary = {name: {k: report[k] for k in SUMMARY_KEYS} for name, report in reports.items()}
     return {
         "n": int(len(reference)),
+        "classes": len(reports["float"]["classes_evaluated"]),
         **summary,
         "balanced_accuracy_drop_points": 100
         * (summary["float"]["balanced_accuracy"] - summary["converted"]["balanced_accuracy"]),

@@ -28,6 +28,7 @@ import numpy as np
 
 from affectlite.errors import InputError
 from affectlite.files import write_bytes
+from affectlite.options import add_detector
 from affectlite.quiet import verbose
 
 from .bundle import BundleError, load_bundle, resolve_bundle
@@ -205,7 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="picamera2, android, a webcam index (0, 1, ...), a video file or an image folder",
     )
     parser.add_argument("--threads", type=int, help="interpreter threads (default: automatic)")
-    parser.add_argument("--detector", choices=DETECTORS, help="face detector")
+    add_detector(parser, None)
     parser.add_argument("--smoothing", type=float, help="probability smoothing in [0, 1)")
     parser.add_argument("--snapshot-dir", help="folder for snapshots (default: app data folder)")
     parser.add_argument("--fullscreen", action="store_true", help="fullscreen window (kiosk)")

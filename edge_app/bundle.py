@@ -56,12 +56,27 @@ class BundleError(InputError):
     """A bundle is missing, incomplete, altered or inconsistent (exit 2)."""
 
 
+def shipped_bundles() -> dict[str, Path]:
+    """The bundles inside the package by name (folders of ``models/`` with a ``bundle.json``),
+    ``default`` first."""
+    found = sorted(path.parent for path in DEFAULT_BUNDLE.parent.glob("*/bundle.json"))
+    found.sort(key=lambda path: path != DEFAULT_BUNDLE)
+    return {path.name: path for path in found}
+
+
 def resolve_bundle(name: str | Path | None) -> Path:
     """The bundle folder for a ``--bundle``/``--model`` value: ``None`` or ``"default"`` is the
-    shipped :data:`DEFAULT_BUNDLE`; anything else is a path, returned as given."""
+    shipped :data:`DEFAULT_BUNDLE`; the name of another shipped bundle (``resnet50``) is its
+    folder unless a path of that name exists here; anything else is a path, returned as
+    given. The single entry point for bundle names."""
     if name is None or str(name) == "default":
         return DEFAULT_BUNDLE
-    return Path(name)
+    path = Path(name)
+    if not path.exists() and len(path.parts) == 1:
+        shipped = DEFAULT_BUNDLE.parent / path.name
+        if (shipped / "bundle.json").is_file():
+            return shipped
+    return path
 
 
 def sha256_file(path: str | Path) -> str:

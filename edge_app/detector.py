@@ -299,17 +299,18 @@ def make_detector(
     nms_threshold: float = 0.3,
     max_faces: int = 5,
 ) -> FaceDetector | HaarDetector:
-    """Builds the named detector: ``"blazeface"`` (the bundle's model, else the installed one)
-    or ``"haar"``.
+    """Builds the named detector: ``"blazeface"`` (the bundle's model, else the installed one),
+    ``"haar"``, or BlazeFace from a ``.tflite`` path.
 
     Raises:
         ValueError: for an unknown ``kind``.
         DetectorUnavailable: when the detector cannot run here (message says how to fix).
     """
-    if kind == "blazeface":
-        if bundle and bundle.detector_path:  # the bundle's verified bytes, not the path again
-            model = bundle.model_bytes("detector")
-            path = bundle.detector_path
+    if kind == "blazeface" or str(kind).endswith(".tflite"):
+        if kind != "blazeface":  # a detector file the user named
+            model, path = None, Path(kind)
+        elif bundle and bundle.detector_path:  # the bundle's verified bytes, not the path again
+            model, path = bundle.model_bytes("detector"), bundle.detector_path
         else:
             model, path = None, blazeface_model_path()
         return FaceDetector(path, num_threads, score_threshold, nms_threshold, max_faces, model)

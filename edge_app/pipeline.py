@@ -115,7 +115,7 @@ class PipelineConfig:
 
     Attributes:
         num_threads: interpreter threads (``None``: ``AFFECTLITE_THREADS`` or up to 4).
-        detector: ``"blazeface"`` or ``"haar"``.
+        detector: ``"blazeface"``, ``"haar"`` or a BlazeFace ``.tflite`` path.
         max_faces: most faces classified per frame (the largest).
         detect_width: frames wider than this are downscaled for detection (``None``: never).
         smoothing: weight of the past in the probability average (0 = none).
@@ -142,8 +142,10 @@ class PipelineConfig:
     max_missed: int = 5
 
     def __post_init__(self) -> None:
-        if self.detector not in DETECTORS:
-            raise InputError(f"detector must be one of {DETECTORS}, got {self.detector!r}.")
+        if self.detector not in DETECTORS and not str(self.detector).endswith(".tflite"):
+            raise InputError(
+                f"detector must be one of {DETECTORS} or a .tflite, got {self.detector!r}."
+            )
         if self.max_faces < 1:
             raise InputError(f"max_faces must be at least 1, got {self.max_faces}.")
         if self.detect_width is not None and self.detect_width < 64:

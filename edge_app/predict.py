@@ -48,7 +48,13 @@ import numpy as np
 
 from affectlite.errors import AffectliteError, EnvironmentProblem, InputError
 from affectlite.files import atomic_path, write_bytes
-from affectlite.options import add_max_pixels, add_overwrite, check_positive
+from affectlite.options import (
+    add_bundle,
+    add_max_pixels,
+    add_overwrite,
+    add_sources,
+    check_positive,
+)
 
 from . import overlay
 from .bundle import DEFAULT_BUNDLE, BundleError, resolve_bundle
@@ -57,6 +63,7 @@ from .names import shown
 from .pipeline import FaceResult, Pipeline, PipelineConfig
 from .preprocess import MAX_STILL_PIXELS, ImageError, media_kind, read_still
 from .recognizer import EmotionRecognizer
+from .report import PrintedResults
 from .runner import (
     WINDOW,
     JsonLines,
@@ -101,16 +108,12 @@ class Interrupted(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = PipelineConfig()
-    parser.add_argument(
-        "sources",
-        nargs="+",
-        metavar="SOURCE",
-        help="image file, folder of images, glob pattern ('photos/*.jpg'), video file or "
+    add_sources(
+        parser,
+        "image file, folder of images, glob pattern ('photos/*.jpg'), video file or "
         "camera index (0, 1, …)",
     )
-    parser.add_argument(
-        "--bundle", help="model bundle folder (default: the shipped default bundle)"
-    )
+    add_bundle(parser)
     parser.add_argument(
         "--out", type=Path, help="output folder (default: runs/predict-<date>-<time>)"
     )
@@ -505,12 +508,13 @@ def _predict(
     counts = {"photo": 0, "frame": 0, "bad": 0, "unwritten": 0}
     stop, received = threading.Event(), []
     interrupted = False
+    printed = PrintedResults(lines)
 
     def halt(signum: int) -> None:
         received.append(signum)
         stop.set()
 
-    with on_signals(halt):
+    with on_signals(halt), printed:
         for item in items:
             if stop.is_set():
                 interrupted = True
@@ -518,7 +522,7 @@ def _predict(
             try:
                 if item.kind == "photo":
                     path, picture = predict_photo(
-                        recognizer, item.target, names, lines.write, args.max_pixels
+                        recognizer, item.target, names, printed.write, args.max_pixels
                     )
                     counts["photo"] += 1
                     shown_pictures.append(path)
@@ -528,14 +532,14 @@ def _predict(
                 if item.kind == "camera":
                     print(f"{PROG}: reading {item.name}; Ctrl-C stops it.", file=sys.stderr)
                 counts["frame"] += predict_stream(
-                    recognizer.pipeline, item, names, lines.write, args.max_frames, show, stop
+                    recognizer.pipeline, item, names, printed.write, args.max_frames, show, stop
                 )
             except Interrupted:
                 interrupted = True
                 break
             except (SourceError, InputError, WriteFailed) as error:
                 counts["unwritten" if isinstance(error, WriteFailed) else "bad"] += 1
-                lines.write({"file": item.name, "faces": [], "error": str(error)})
+                printed.write({"file": item.name, "faces": [], "error": str(error)})
                 print(f"{PROG}: skipped {error}", file=sys.stderr)
     if interrupted:
         name = signal.Signals(received[0]).name

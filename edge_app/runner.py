@@ -50,10 +50,16 @@ import numpy as np
 
 from affectlite.errors import AffectliteError, EnvironmentProblem, InputError
 from affectlite.files import FILE_MODE
-from affectlite.options import add_bundle, add_max_pixels, add_overwrite, check_positive
+from affectlite.options import (
+    add_bundle,
+    add_detector,
+    add_max_pixels,
+    add_overwrite,
+    add_sources,
+    check_positive,
+)
 
 from .bundle import load_bundle
-from .detector import DETECTORS
 from .names import shown
 from .pipeline import STAGES, FrameResult, Pipeline, PipelineConfig
 from .preprocess import MAX_STILL_PIXELS
@@ -108,7 +114,7 @@ def add_face_options(parser: argparse.ArgumentParser) -> None:
     """``--threads``, ``--detector`` and ``--max-faces``, as ``run`` and ``predict`` take them."""
     defaults = PipelineConfig()
     parser.add_argument("--threads", type=int, help="interpreter threads (default: up to 4)")
-    parser.add_argument("--detector", choices=DETECTORS, default=defaults.detector)
+    add_detector(parser, defaults.detector)
     parser.add_argument(
         "--max-faces", type=int, default=defaults.max_faces, help="classify the N largest faces"
     )
@@ -117,11 +123,11 @@ def add_face_options(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = PipelineConfig()
     backoff = Backoff()
-    parser.add_argument(
-        "--source",
-        required=True,
-        help="picamera2, android, a webcam index (0, 1, …), a video file, an image file or a "
+    add_sources(
+        parser,
+        "picamera2, android, a webcam index (0, 1, …), a video file, an image file or a "
         "folder of images (photos are classified one by one, without tracking or smoothing)",
+        several=False,
     )
     add_bundle(parser)
     parser.add_argument(
@@ -149,7 +155,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.score_threshold,
         help="least face detector score (raise to 0.6 to drop borderline false faces)",
     )
-    parser.add_argument("--smoothing", type=float, default=defaults.smoothing)
+    parser.add_argument(
+        "--smoothing",
+        type=float,
+        default=defaults.smoothing,
+        help="weight of the past in each face's probability average, in [0, 1) (0: none)",
+    )
     parser.add_argument(
         "--threshold",
         type=float,
@@ -171,7 +182,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=backoff.initial,
         help="first wait in seconds before reopening a lost camera (doubles each attempt)",
     )
-    parser.add_argument("--max-retry-delay", type=float, default=backoff.maximum)
+    parser.add_argument(
+        "--max-retry-delay",
+        type=float,
+        default=backoff.maximum,
+        help="longest wait in seconds between reconnection attempts",
+    )
     parser.add_argument(
         "--max-retries",
         type=int,

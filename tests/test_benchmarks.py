@@ -32,7 +32,7 @@ from affectlite.benchmarks.latency import (
 from affectlite.benchmarks.macs import count_macs, fully_connected_model, op_macs
 from affectlite.benchmarks.soak import write_loop_video
 from affectlite.cli import main
-from affectlite.edge_app.bundle import load_bundle, write_bundle
+from affectlite.edge_app.bundle import DEFAULT_BUNDLE, load_bundle, write_bundle
 from affectlite.edge_app.runtime import load_interpreter
 from affectlite.edge_app.sources import open_source
 
@@ -410,9 +410,15 @@ def test_parsers_and_out_dir(tmp_path):
     assert default_out_dir(tmp_path) == first.with_name(first.name + "-2")
 
 
+def test_bench_without_a_bundle_measures_the_default_one(tmp_path, capsys):
+    out = tmp_path / "bench"
+    args = ["--runs", "1", "--warmup", "0", "--frames", "1", "--no-probe", "--no-plots"]
+    assert main(["bench", *args, "--out", str(out)]) == 0
+    assert f"using the default bundle {DEFAULT_BUNDLE}" in capsys.readouterr().err
+    assert str(DEFAULT_BUNDLE) in (out / "bench.json").read_text()
+
+
 def test_cli_rejects_bad_requests(tiny_bundle, capsys):
-    assert main(["bench"]) == 2
-    assert "--bundle" in capsys.readouterr().err
     bundle = str(tiny_bundle.path)
     assert main(["bench", "--bundle", bundle, "--bundle", bundle, "--soak", "1"]) == 2
     assert "one bundle" in capsys.readouterr().err

@@ -172,6 +172,8 @@ NATIVE_NOISE = (
     "    os.write(2, b'I0000 00:00:1.2 123 cudart_stub.cc:31] Could not find cuda drivers\\n')\n"
     "    os.write(2, b'E0000 00:00:1.2 123 model.cc:9] a real error\\n')\n"
     "    os.write(2, b'something else\\n')\n"
+    "    os.write(2, b'fully_quantize: 0, inference_type: 6, input_inference_type: INT8, '\n"
+    "             b'output_inference_type: INT8\\n')\n"
 )
 
 
@@ -185,6 +187,7 @@ def test_native_noise_is_dropped_and_everything_else_kept(verbose):
     assert "something else" in kept and any("a real error" in line for line in kept)
     assert any("XNNPACK" in line for line in kept) == bool(verbose)
     assert any("cuda drivers" in line for line in kept) == bool(verbose)
+    assert any("fully_quantize" in line for line in kept) == bool(verbose)
 
 
 @pytest.mark.slow
@@ -201,3 +204,41 @@ def test_tensorflow_import_is_quiet_through_the_dispatcher():
     )
     assert done.returncode == 0 and done.stdout.strip() == "6.0", done.stderr
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_opencv_camera_warnings_only_with_verbose(verbose):
+    args = ["run", "97", "--max-retries", "1", "--retry-delay", "0.01"]
+    done = subprocess.run(
+        [sys.executable, "-m", "affectlite", *args, *(["--verbose"] if verbose else [])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Cannot open camera 97" in done.stderr  # the kit's own line, always
+    assert ("[ WARN" in done.stderr) == verbose, done.stderr
+
+
+KERAS_FIT = (
+    "import sys, warnings\n"
+    "warnings.simplefilter('always')\n"
+    "from affectlite.quiet import quiet_tensorflow, quiet_third_parties\n"
+    "quiet_tensorflow()\n"
+    "quiet_third_parties()\n"
+    "import keras, numpy as np, tensorflow as tf\n"
+    "model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])\n"
+    "model.compile('sgd', 'mse')\n"
+    "data = tf.data.Dataset.from_tensor_slices((np.zeros((4, 2)), np.zeros(4))).batch(2)\n"
+    "model.fit(data, epochs=1, verbose=0)\n"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verbose", ["", "1"])
+def test_keras_shuffle_warning_only_with_verbose(verbose):
+    env = dict(os.environ, AFFECTLITE_VERBOSE=verbose, KERAS_BACKEND="tensorflow")
+    done = subprocess.run(
+        [sys.executable, "-c", KERAS_FIT], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert ("`shuffle=True` was passed" in done.stderr) == bool(verbose), done.stderr

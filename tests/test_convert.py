@@ -414,3 +414,28 @@ def test_cli_records_the_training_runs_rarest_class_first(model_file, dataset, t
     assert _convert(run / "model.keras", *args) == 0
     expected = ["contempt", "disgust", "fear", "anger", "sad", "surprise", "happy", "neutral"]
     assert load_bundle(out).manifest["classifier"]["tie_break"] == expected
+
+
+def test_cli_refuses_a_chance_level_float_model_unless_allowed(dataset, tmp_path, capfd):
+    """A float model that says 'happy' for every face is refused (exit 3) with the reason;
+    --allow-weak converts it and the report says it was allowed."""
+    weak = tiny_convnet()
+    kernel, bias = weak.get_layer("logits").get_weights()
+    bias[:] = 0
+    bias[LABELS.index("happy")] = 5
+    weak.get_layer("logits").set_weights([np.zeros_like(kernel), bias])
+    path = tmp_path / "weak.keras"
+    weak.save(path)
+    args = (path, "--data", dataset, "--format", "folder", "--mode", "float32")
+    assert _convert(*args, "--out", tmp_path / "refused") == 3
+    error = capfd.readouterr().err
+    assert "fully_quantize" not in error  # the converter's line on fd 2 is hidden
+    assert "too weak" in error and "balanced accuracy 0.125 is below chance + 0.05 = 0.175" in error
+    assert "it predicts happy for all 192 faces" in error and "--allow-weak" in error
+    assert not (tmp_path / "refused").exists()
+
+    assert _convert(*args, "--allow-weak", "--out", tmp_path / "allowed") == 0
+    out = capfd.readouterr().out
+    assert "gate passed: float balanced accuracy 0.125 vs chance + 0.05 = 0.175 (weak" in out
+    gate = load_bundle(tmp_path / "allowed").metrics["gate"]
+    assert gate["passed"] is True and gate["allow_weak"] is True

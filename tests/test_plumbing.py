@@ -219,6 +219,8 @@ def test_calibrate_refuses_an_unknown_detector_before_reading_frames(tmp_path, c
 
     out = tmp_path / "set"
     args = ["calibrate", "--source", str(tmp_path), "--detector", "blaze", "--out", str(out)]
-    assert main(args) == 2
-    assert "--detector 'blaze' is not known" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    assert "--detector: 'blaze' is not a detector" in capsys.readouterr().err
     assert not out.exists()

@@ -17,7 +17,7 @@ import numpy as np
 from affectlite.edge_app.preprocess import CropPolicy, ImageError
 from affectlite.errors import InputError
 from affectlite.markdown import table
-from affectlite.options import HelpFormatter, add_json, emit_json
+from affectlite.options import HelpFormatter, add_input_size, add_json, emit_json
 from affectlite.train.datasets import (
     FERPLUS_MODES,
     FORMATS,
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
     add_json(inspect, "the full report also")
     pack.add_argument("--out", type=Path, required=True, help="output folder")
-    pack.add_argument("--input-size", type=int, default=224, help="crop side in pixels")
+    add_input_size(pack, backbone_option=True)
     pack.add_argument(
         "--margin",
         type=float,
@@ -105,14 +105,12 @@ def _spread(values: list[int]) -> dict[str, float]:
 
 def inspect_split(index: DatasetIndex, workers: int, progress: bool = True) -> dict:
     """Decodes every image of ``index``; returns counts, problems and size statistics."""
-    from tqdm import tqdm
+    from affectlite.progress import progress as shown
 
     widths, heights, grey, failed = [], [], 0, []
     results = parallel_map(_look, index.samples, workers)
-    quiet = None if progress else True  # None: a bar only on a terminal
-    for sample, (info, error) in tqdm(
-        results, f"inspect {index.split}", len(index.samples), unit="img", disable=quiet
-    ):
+    results = shown(results, len(index.samples), f"inspect {index.split}") if progress else results
+    for sample, (info, error) in results:
         if info is None:
             failed.append([sample.id, error])
             continue

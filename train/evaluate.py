@@ -15,13 +15,17 @@ from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.errors import InputError
 from affectlite.options import (
+    SPLIT_AUTO,
+    add_bundle,
     add_dataset,
     add_json,
     add_limit,
     add_model,
     check_paths,
+    choose_split,
     emit_json,
 )
+from affectlite.progress import batched, progress
 from affectlite.schemas import METRICS_VERSION, MetricsDocument
 from affectlite.train.metrics import classification_report
 
@@ -71,7 +75,7 @@ def load_predictor(
             "bundle",
             bundle.input_size,
             bundle.crop_policy,
-            _batched(classifier.logits, 64),
+            _batched(classifier.logits, 64, "classify"),
             bundle.detector_path,
         )
     if not path.is_file():
@@ -85,7 +89,7 @@ def load_predictor(
             "tflite",
             classifier.input_size,
             CropPolicy(),
-            _batched(classifier.logits, 64),
+            _batched(classifier.logits, 64, "classify"),
         )
     if path.suffix in (".keras", ".h5"):
         from affectlite.convert.converter import load_keras_model
@@ -97,14 +101,14 @@ def load_predictor(
             "keras",
             size,
             CropPolicy(),
-            lambda x: model.predict(x.astype(np.float32), batch_size=64, verbose=0),
+            _batched(lambda x: model.predict_on_batch(x.astype(np.float32)), 64, "classify"),
         )
     raise InputError(f"--model {path}: expected a bundle folder, .tflite or .keras file.")
 
 
-def _batched(function: Callable[[np.ndarray], np.ndarray], size: int):
+def _batched(function: Callable[[np.ndarray], np.ndarray], size: int, desc: str):
     def run(images: np.ndarray) -> np.ndarray:
-        return np.concatenate([function(images[i : i + size]) for i in range(0, len(images), size)])
+        return batched(function, images, size, desc)
 
     return run
 
@@ -132,7 +136,7 @@ def detect_split(index, predictor: Predictor, num_threads: int | None = None) ->
         config.max_faces,
     )
     crops, labels, no_face, unreadable, several = [], [], [], [], 0
-    for sample in index.samples:
+    for sample in progress(index.samples, len(index.samples), f"detect {index.split}"):
         try:
             image = load_image(sample)
         except (ImageError, OSError) as error:
@@ -196,10 +200,15 @@ def evaluate(predictor: Predictor, images: np.ndarray, labels: np.ndarray) -> Me
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model(parser, default="default")
-    add_dataset(parser, required=True)
+    which = parser.add_mutually_exclusive_group()
+    add_bundle(which, default=None)
+    add_model(which, required=False)
+    which._group_actions[0].help += " (default: default, when no --model is given)"
+    add_dataset(parser, required=True, split=SPLIT_AUTO, split_help="split to score")
     add_limit(parser)
-    parser.add_argument("--threads", type=int, default=None, help="interpreter threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="interpreter threads (default: automatic)"
+    )
     parser.add_argument(
         "--detect",
         action="store_true",
@@ -217,7 +226,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_paths(model=args.model, data=args.data)
+    if args.model is None and args.bundle is None:
+        args.bundle = DEFAULT_BUNDLE
+        print(f"affectlite evaluate: using the default bundle {DEFAULT_BUNDLE}", file=sys.stderr)
+    check_paths(model=args.model, bundle=args.bundle, data=args.data)
+    args.model = args.model or args.bundle
+    args.split = choose_split(args, "affectlite evaluate")
     from affectlite.train import plots
     from affectlite.train.datasets import limit_samples, load_dataset
     from affectlite.train.pipeline import load_split

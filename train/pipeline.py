@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from affectlite.edge_app.labels import LABELS, NUM_CLASSES
 from affectlite.edge_app.preprocess import CropPolicy, ImageError
 from affectlite.errors import InputError
+from affectlite.progress import progress
 from affectlite.train.config import BALANCE_MODES
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -74,8 +74,8 @@ def load_split(index, size: int, policy: CropPolicy = CropPolicy(), workers: int
     images, targets, ids, skipped = [], [], [], list(index.skipped)
     with ThreadPoolExecutor(workers) as pool:
         results = pool.map(crop, samples)
-        for sample, (image, error) in tqdm(
-            zip(samples, results), total=len(samples), desc=f"crop {index.split}", unit="img"
+        for sample, (image, error) in progress(
+            zip(samples, results), len(samples), f"crop {index.split}"
         ):
             if image is None:
                 skipped.append((sample.id, error))

@@ -14,7 +14,8 @@ Modules, from data to pictures:
 - :mod:`.identities`: who is drawn (proportions and colours);
 - :mod:`.canvas`: drawing in head units, colours and curves;
 - :mod:`.features`: head, eyes, brows, nose and mouth;
-- :mod:`.scenes`: posing faces on backgrounds, camera effects, datasets and frames.
+- :mod:`.scenes`: posing faces on backgrounds, camera effects, datasets and frames;
+- :mod:`.layouts`: datasets written as AffectNet, FER+ or class folders lay them out.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 from .expressions import EXPRESSIONS, Expression, sample_expression
 from .features import draw_face
 from .identities import Identity, sample_identity
+from .layouts import LAYOUTS, write_dataset
 from .scenes import Pose, background, make_dataset, make_scene, render_face, sample_pose
 
 SYNTHETIC_NOTE = "synthetic"
@@ -29,6 +31,7 @@ SYNTHETIC_NOTE = "synthetic"
 
 __all__ = [
     "EXPRESSIONS",
+    "LAYOUTS",
     "SYNTHETIC_NOTE",
     "Expression",
     "Identity",
@@ -41,4 +44,5 @@ __all__ = [
     "sample_expression",
     "sample_identity",
     "sample_pose",
+    "write_dataset",
 ]
