@@ -110,3 +110,26 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not any(isinstance(finder, _QuietTensorFlow) for finder in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlow())
+
+
+KIVY_NOISE = re.compile(
+    r"^(Input: MTDev is not supported"  # libmtdev missing: an ERROR and a traceback per start
+    r"|Cutbuffer: Unable to find any valuable Cutbuffer provider)"  # no xclip/xsel: CRITICAL
+)
+
+
+class _KivyNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not KIVY_NOISE.match(record.getMessage())
+
+
+def quiet_kivy() -> None:
+    """Drops Kivy's start-up noise that is no fault of the app (a missing libmtdev, no
+    xclip/xsel for text fields) from Kivy's log, unless verbose. Call after ``import kivy``
+    and before Kivy loads its input providers (``kivy.core.window``)."""
+    if verbose():
+        return
+    from kivy.logger import Logger
+
+    if not any(isinstance(f, _KivyNoise) for f in Logger.filters):
+        Logger.addFilter(_KivyNoise())
