@@ -15,9 +15,9 @@ import os
 os.environ.setdefault("KIVY_NO_ARGS", "1")
 
 import functools
-import math
 import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -403,8 +403,9 @@ class AffectliteApp(App):
     def photo_folder(self) -> str:
         """Where the file chooser starts: the folder of the last photo opened, else the
         working folder."""
-        folder = Path(self.config.get(SECTION, "photo_folder") or ".").expanduser()
-        return str(folder if folder.is_dir() else Path.cwd())
+        saved = self.config.get(SECTION, "photo_folder")
+        folder = Path(saved).expanduser() if saved else None
+        return str(folder if folder is not None and folder.is_dir() else Path.cwd())
 
     def on_config_change(self, config: Any, section: str, key: str, value: Any) -> None:
         if section == SECTION and key not in ("snapshot_dir", "photo_folder"):
