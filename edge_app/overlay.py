@@ -166,13 +166,20 @@ def draw_text_panel(
     return panel_w, panel_h
 
 
+def ink(background: Colour) -> Colour:
+    """Black text on a light background (happy's yellow, neutral's grey), white on a dark
+    one."""
+    red, green, blue = background
+    return (0, 0, 0) if 0.299 * red + 0.587 * green + 0.114 * blue > 150 else TEXT_COLOUR
+
+
 def _write(frame: np.ndarray, text: str, rect: Rect, scale: float, colour: Colour) -> None:
     x0, y0, x1, y1 = rect
     pad = _pad(scale)
     baseline = cv2.getTextSize(text, FONT, scale, _thickness(scale))[1]
     cv2.rectangle(frame, (x0, y0), (x1 - 1, y1 - 1), colour, cv2.FILLED)
     origin = (x0 + pad, y1 - pad - baseline)
-    cv2.putText(frame, text, origin, FONT, scale, TEXT_COLOUR, _thickness(scale), cv2.LINE_AA)
+    cv2.putText(frame, text, origin, FONT, scale, ink(colour), _thickness(scale), cv2.LINE_AA)
 
 
 def bars_scale(frame_height: int) -> float:

@@ -288,3 +288,15 @@ def test_api_annotate_gives_rgb_or_bgr(recognizer, sample_photos, tmp_path):
     # The photo's own colours: the orange suit is still orange (red channel first in RGB).
     suit = rgb[400:450, 100:150].reshape(-1, 3).mean(axis=0)
     assert suit[0] > suit[2] + 50
+
+
+def test_caption_text_stands_out_from_every_label_colour(grey_frame):
+    def luminance(colour) -> float:
+        return 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+
+    for label, colour in overlay.PALETTE.items():
+        assert abs(luminance(overlay.ink(colour)) - luminance(colour)) > 100, label
+    out = grey_frame.copy()
+    x0, y0, x1, y1 = overlay.draw_face(out, _face((200, 150, 120, 120), "happy"))[-1]
+    caption = out[y0:y1, x0:x1]
+    assert np.all(caption < 60, axis=-1).any()  # dark text on happy's yellow
