@@ -300,3 +300,13 @@ def test_caption_text_stands_out_from_every_label_colour(grey_frame):
     x0, y0, x1, y1 = overlay.draw_face(out, _face((200, 150, 120, 120), "happy"))[-1]
     caption = out[y0:y1, x0:x1]
     assert np.all(caption < 60, axis=-1).any()  # dark text on happy's yellow
+
+
+def test_api_draws_no_face_on_a_photo_without_one(recognizer, sample_photos):
+    photo = sample_photos["coffee"]
+    assert recognizer.predict(photo) == []
+    picture = recognizer.annotate(photo, [])
+    w, h = overlay.text_panel_size(overlay.NO_FACE, overlay.text_scale(photo.shape[0]))
+    corner = picture[:h, :w]
+    assert (corner == 0).mean() > 0.5 and (corner == 255).any()  # black panel, white text
+    assert np.array_equal(picture[h:], photo[h:])  # the rest of the photo is untouched
