@@ -150,7 +150,7 @@ class PanelLabel(Label):
             text=self.text, font_size=self.font_size, bold=self.bold, text_size=(width, None)
         )
         _, full = core.render()  # lays the lines out without drawing them
-        lines = max(1, len(core._cached_lines))
+        lines = max(1, round(full / core.get_extents("Mg")[1]))
         shown = math.ceil(full * min(lines, self.max_shown) / lines) + 1
         self.text_size = (width, shown)
         self.height = shown + dp(8)
@@ -166,9 +166,10 @@ class ClassBar(BoxLayout):
 
 
 class PreviewScreen(BoxLayout):
-    """The root widget: the picture and, beside it (landscape) or below it (portrait), the
-    panel with the state banner, the results as per-class bars, FPS and latency, messages
-    and the buttons. Nothing is drawn over the picture. Layout in ``affectlite.kv``."""
+    """The root widget: the state banner above the picture and, beside them (landscape) or
+    below them (portrait), the panel: the results as per-class bars, FPS and latency,
+    messages (or the settings), and the buttons. Nothing is drawn over the picture. Layout in
+    ``affectlite.kv``."""
 
     status_text = StringProperty("")
     """A state that lasts (camera lost, reconnecting, a setting to fix); empty when fine."""
