@@ -114,7 +114,8 @@ def quiet_tensorflow() -> None:
 
 KIVY_NOISE = re.compile(
     r"^(Input: MTDev is not supported"  # libmtdev missing: an ERROR and a traceback per start
-    r"|Cutbuffer: Unable to find any valuable Cutbuffer provider)"  # no xclip/xsel: CRITICAL
+    r"|Cutbuffer: Unable to find any valuable Cutbuffer provider"  # no xclip/xsel: CRITICAL
+    r"|Config: (Older configuration version detected|Upgrading))"  # a new ~/.kivy, first run
 )
 
 
@@ -125,11 +126,10 @@ class _KivyNoise(logging.Filter):
 
 def quiet_kivy() -> None:
     """Drops Kivy's start-up noise that is no fault of the app (a missing libmtdev, no
-    xclip/xsel for text fields) from Kivy's log, unless verbose. Call after ``import kivy``
-    and before Kivy loads its input providers (``kivy.core.window``)."""
+    xclip/xsel for text fields, the first run's config upgrade) from Kivy's log, unless
+    verbose. Call before ``import kivy``."""
     if verbose():
         return
-    from kivy.logger import Logger
-
-    if not any(isinstance(f, _KivyNoise) for f in Logger.filters):
-        Logger.addFilter(_KivyNoise())
+    logger = logging.getLogger("kivy")  # the logger Kivy's own ``Logger`` is
+    if not any(isinstance(f, _KivyNoise) for f in logger.filters):
+        logger.addFilter(_KivyNoise())

@@ -29,7 +29,7 @@ import numpy as np
 
 from affectlite.errors import EnvironmentProblem, InputError
 from affectlite.files import write_bytes
-from affectlite.quiet import verbose
+from affectlite.quiet import quiet_kivy, verbose
 
 from .bundle import BundleError, load_bundle, resolve_bundle
 from .detector import DETECTORS
@@ -247,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("KIVY_NO_ARGS", "1")
     if not verbose():
         os.environ.setdefault("KCFG_KIVY_LOG_LEVEL", "warning")
+    quiet_kivy()  # before Kivy's first log line
     try:
         import kivy  # noqa: F401  (the edge extra's; `pip install affectlite[train]` lacks it)
     except ImportError as error:

@@ -22,12 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import kivy  # noqa: F401  (Kivy's logger, which quiet_kivy filters before the rest loads)
 import numpy as np
 
 from affectlite.quiet import quiet_kivy
 
-quiet_kivy()
+quiet_kivy()  # before Kivy logs its first line
 
 from kivy.app import App
 from kivy.clock import Clock, mainthread
