@@ -10,8 +10,9 @@ window (``SDL_VIDEODRIVER=offscreen``, Mesa renders it), with the shipped defaul
 
 :func:`layout_problems` walks the widget tree and lists every widget that covers the picture,
 leaves the window, holds text larger than itself, or is a touch target under 48 dp;
-``--check`` runs it in each state with the longest names and messages instead of the normal
-ones, and writes the problems as JSON (the app test asserts there are none).
+with ``check=True``, :func:`shoot` runs it in each state with the longest names and messages
+instead of the normal ones (the app test asserts there are no problems, at these screens and
+at two more: :data:`ALSO_CHECKED`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ SCREENS: dict[str, tuple[int, int, float]] = {
     "pi-800x480": (800, 480, 1.0),
     "phone-1080x2340": (1080, 2340, 2.625),
     "desktop-1280x800": (1280, 800, 1.0),
+}
+ALSO_CHECKED: dict[str, tuple[int, int, float]] = {
+    "phone-landscape-2340x1080": (2340, 1080, 2.625),  # the phone turned sideways
+    "pi-portrait-480x800": (480, 800, 1.0),  # the touch display mounted upright
 }
 STATES = ("photo", "settings", "no-camera")
 LONG_LABEL = "surprise-mixed-with-contempt-and-disgust"
@@ -211,7 +216,7 @@ def shoot(
 ) -> dict:
     """Runs the app at one screen size in a subprocess; returns its report: the screenshot
     of each state and the layout problems found in it."""
-    width, height, density = SCREENS[screen]
+    width, height, density = (SCREENS | ALSO_CHECKED)[screen]
     out.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="affectlite-shots-"))
     env = dict(

@@ -182,6 +182,8 @@ class PreviewScreen(BoxLayout):
     preview = ObjectProperty(None)
     panel = ObjectProperty(None)
     portrait = BooleanProperty(False)
+    one_row = BooleanProperty(False)
+    """The buttons sit in one row (portrait, or a short and wide panel), else in two."""
     photo_mode = BooleanProperty(False)
     """A chosen photo is on screen and the source is stopped."""
     stills_mode = BooleanProperty(False)
@@ -202,6 +204,7 @@ class PreviewScreen(BoxLayout):
         the panel keeps a readable width (landscape) or its content's height (portrait)."""
         self.portrait = self.height > self.width
         self.orientation = "vertical" if self.portrait else "horizontal"
+        self.one_row = self.portrait
         panel = self.panel
         if self.portrait:
             panel.size_hint = (1, None)
@@ -209,10 +212,12 @@ class PreviewScreen(BoxLayout):
             panel.height = self.height * 0.55 if self.settings_open else fit
         else:
             panel.size_hint = (None, 1)
-            share, low, high = (
-                (0.55, dp(300), dp(560)) if self.settings_open else (0.3, dp(250), dp(380))
-            )
+            short = self.height < dp(460)  # e.g. a phone turned sideways: wider, fewer lines
+            share, low, high = (0.42, dp(250), dp(420)) if short else (0.3, dp(250), dp(380))
+            if self.settings_open:
+                share, low, high = 0.55, dp(300), dp(560)
             panel.width = min(max(self.width * share, low), high, self.width)
+            self.one_row = short and panel.width >= dp(360)
 
     def set_labels(self, labels: Sequence[str]) -> None:
         """One bar per class, in the model's order."""

@@ -840,12 +840,13 @@ def test_app_layout_holds_at_every_screen_and_state(tmp_path, sample_photos):
     photos.mkdir()
     astronaut = cv2.cvtColor(sample_photos["astronaut"], cv2.COLOR_RGB2BGR)
     cv2.imwrite(str(photos / "astronaut.png"), astronaut)
-    for screen in screenshots.SCREENS:
+    screens = screenshots.SCREENS | screenshots.ALSO_CHECKED  # and sideways, and upright
+    for screen, (width, height, _) in screens.items():
         report = screenshots.shoot(screen, tmp_path / screen, photos, check=True, timeout=90)
         assert not report.get("timed_out"), report
         assert set(report["problems"]) == set(screenshots.STATES)
         assert report["problems"] == dict.fromkeys(screenshots.STATES, []), screen
-        assert report["window"] == list(screenshots.SCREENS[screen][:2])
+        assert report["window"] == [width, height]
         assert report["status"] == screenshots.LONG_STATUS
 
 
