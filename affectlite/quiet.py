@@ -131,3 +131,26 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not any(isinstance(finder, _QuietTensorFlow) for finder in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlow())
+
+
+KIVY_NOISE = re.compile(
+    r"^(Input: MTDev is not supported"  # libmtdev missing: an ERROR and a traceback per start
+    r"|Cutbuffer: Unable to find any valuable Cutbuffer provider"  # no xclip/xsel: CRITICAL
+    r"|Config: (Older configuration version detected|Upgrading))"  # a new ~/.kivy, first run
+)
+
+
+class _KivyNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not KIVY_NOISE.match(record.getMessage())
+
+
+def quiet_kivy() -> None:
+    """Drops Kivy's start-up noise that is no fault of the app (a missing libmtdev, no
+    xclip/xsel for text fields, the first run's config upgrade) from Kivy's log, unless
+    verbose. Call before ``import kivy``."""
+    if verbose():
+        return
+    logger = logging.getLogger("kivy")  # the logger Kivy's own ``Logger`` is
+    if not any(isinstance(f, _KivyNoise) for f in logger.filters):
+        logger.addFilter(_KivyNoise())

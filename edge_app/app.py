@@ -1,9 +1,10 @@
 """``affectlite app``: the Kivy app for a Raspberry Pi screen, an Android phone or a desktop.
 
-A live preview with a box, the emotion and a small probability chart per face, the FPS and the
-per-stage latency; Open photo (pick a picture, see its faces and emotions; one tap back to the
-camera); a settings panel (bundle, threads, detector, smoothing, camera); a Snapshot button;
-the camera's status when it is lost (the app keeps reconnecting).
+A live preview with a box and the emotion per face, and beside it (below it on a portrait
+screen) the largest face's per-class bars, the FPS and the per-stage latency; Open photo (pick
+a picture, see its faces and emotions; one tap back to the camera); a folder source shown one
+photo at a time (Next, or a timer); a settings panel (bundle, threads, detector, smoothing,
+camera); a Snapshot button; the camera's status while it is lost (the app keeps reconnecting).
 
 This module is the command line and the settings; it imports no Kivy, so ``--help`` and a
 missing bundle answer at once, before any window opens. The window is :mod:`.ui`.
@@ -26,10 +27,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from affectlite.errors import InputError
+from affectlite.errors import EnvironmentProblem, InputError
 from affectlite.files import write_bytes
 from affectlite.options import add_detector
-from affectlite.quiet import verbose
+from affectlite.quiet import quiet_kivy, verbose
 
 from .bundle import BundleError, load_bundle, resolve_bundle
 from .detector import DETECTORS
@@ -50,6 +51,8 @@ DEFAULTS = {
     "smoothing": str(SMOOTHING),
     "rotation": "90" if ANDROID else "0",  # back camera, portrait
     "snapshot_dir": "",
+    "slide_seconds": "0",
+    "photo_folder": "",  # the file chooser's last folder; not in the settings panel
 }
 
 
@@ -88,6 +91,13 @@ SETTINGS_PANEL = [
         "picamera2, android, a webcam index (0, 1, ...), a video file or an image folder",
     ),
     _setting(
+        "numeric",
+        "Seconds per photo",
+        "slide_seconds",
+        "A folder source shows one photo at a time: the next after this many seconds "
+        "(0 = on Next only)",
+    ),
+    _setting(
         "options",
         "Rotation (Android camera)",
         "rotation",
@@ -111,6 +121,7 @@ class Settings:
     smoothing: float
     rotation: int
     snapshot_dir: Path | None
+    slide_seconds: float = 0.0
 
     @classmethod
     def from_config(cls, values: dict[str, str]) -> Settings:
@@ -119,10 +130,14 @@ class Settings:
         try:
             threads = int(values["threads"])
             smoothing = float(values["smoothing"])
+            slide_seconds = float(values.get("slide_seconds") or 0)
         except ValueError as error:
             raise InputError(
-                f"Settings: threads must be an integer and smoothing a number ({error})."
+                "Settings: threads must be an integer, smoothing and slide_seconds numbers "
+                f"({error})."
             ) from error
+        if not 0.0 <= slide_seconds < float("inf"):
+            raise InputError(f"Settings: slide_seconds must be 0 or more, got {slide_seconds}.")
         if threads < 0:
             raise InputError(f"Settings: threads must be 0 (automatic) or more, got {threads}.")
         if not 0.0 <= smoothing < 1.0:
@@ -141,6 +156,7 @@ class Settings:
             snapshot_dir=Path(values["snapshot_dir"]).expanduser()
             if values["snapshot_dir"].strip()
             else None,
+            slide_seconds=slide_seconds,
         )
 
 
@@ -232,6 +248,14 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("KIVY_NO_ARGS", "1")
     if not verbose():
         os.environ.setdefault("KCFG_KIVY_LOG_LEVEL", "warning")
+    quiet_kivy()  # before Kivy's first log line
+    try:
+        import kivy  # noqa: F401  (the edge extra's; `pip install affectlite[train]` lacks it)
+    except ImportError as error:
+        raise EnvironmentProblem(
+            "the app needs Kivy, which is not installed here: pip install 'affectlite[edge]' "
+            f"(or 'kivy>=2.3'). ({error})"
+        ) from error
     from .ui import AffectliteApp, set_fullscreen
 
     if args.fullscreen:

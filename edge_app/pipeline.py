@@ -20,7 +20,7 @@ from affectlite.errors import InputError
 from .bundle import Bundle
 from .classifier import EmotionClassifier
 from .detector import DETECTORS, Detection, FaceDetector, HaarDetector, make_detector
-from .preprocess import Box, ImageError, crop_face
+from .preprocess import Box, ImageError, box_inside, crop_face
 from .tracking import SMOOTHING, UNCERTAIN, FaceTracker, TrackerConfig
 
 STAGES = ("detect", "crop", "classify", "post", "total")
@@ -32,7 +32,7 @@ class FaceResult:
 
     Attributes:
         track_id: stable id of this face across frames; ``None`` for a photo (no tracking).
-        box: ``(x, y, w, h)`` in frame pixels.
+        box: ``(x, y, w, h)`` in frame pixels, inside the frame.
         label: the displayed emotion, or ``"uncertain"``.
         confidence: probability of the shown emotion (smoothed across video frames).
         probabilities: probability per label (smoothed across video frames).
@@ -62,6 +62,10 @@ class FaceResult:
         if factor == 1:
             return self
         return replace(self, box=tuple(v * factor for v in self.box))
+
+    def inside(self, width: float, height: float) -> FaceResult:
+        """The same face with its box clipped to a ``width × height`` picture."""
+        return replace(self, box=box_inside(self.box, width, height))
 
     def to_dict(self) -> dict:
         """The face as JSON, the one schema of ``run``, ``predict`` and the API."""
@@ -279,6 +283,7 @@ class Pipeline:
             for detection, ok in zip(kept, finite, strict=True)
             if not ok
         ]
+        faces = [face.inside(frame_rgb.shape[1], frame_rgb.shape[0]) for face in faces]
         timings = {
             "detect": detect_ms,
             "crop": crop_ms,

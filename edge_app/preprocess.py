@@ -171,6 +171,14 @@ class Still:
     size: tuple[int, int]
     reduction: int = 1
 
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the upright picture in the file's pixels: :attr:`size`,
+        swapped when EXIF rotation turned the picture by 90°."""
+        width, height = self.size
+        turned = (width > height) != (self.rgb.shape[1] > self.rgb.shape[0])
+        return (height, width) if turned else (width, height)
+
 
 def read_still(path: str | Path, max_pixels: float = MAX_STILL_PIXELS) -> Still:
     """Reads a still image for the device, with a memory limit: the one reader for image files
@@ -385,6 +393,15 @@ def _tiff_size(handle: BinaryIO, order: str) -> tuple[int, int] | None:
     if 256 not in found or 257 not in found:
         return None
     return _positive(found[256], found[257])
+
+
+def box_inside(box: Box, width: float, height: float) -> Box:
+    """The part of the box ``(x, y, w, h)`` inside a ``width × height`` image (``w`` or ``h``
+    is 0 when nothing of it is)."""
+    x, y, w, h = (float(v) for v in box)
+    x0, y0 = min(max(x, 0.0), width), min(max(y, 0.0), height)
+    x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def expand_box(box: Box, policy: CropPolicy) -> tuple[int, int, int, int]:

@@ -47,17 +47,22 @@ class EmotionRecognizer:
 
     def predict(self, image: str | Path | np.ndarray) -> list[FaceResult]:
         """The faces of one photo (a file path or an ``(H, W, 3)`` RGB ``uint8`` array),
-        largest first; boxes in the photo's own pixels."""
+        largest first; boxes in the photo's own pixels, clipped to the photo."""
         photo = load_photo(image)
         faces = self.pipeline.process(photo.rgb, still=True).faces
-        return [face.scaled(photo.reduction) for face in faces]
+        return [face.scaled(photo.reduction).inside(*photo.upright_size) for face in faces]
 
-    def annotate(self, image: str | Path | np.ndarray, faces: list[FaceResult]) -> np.ndarray:
-        """An RGB copy of the photo with each face's box, label and probability bars (at the
-        decoded size: a file over 8 MP is drawn reduced, as :func:`read_still` decodes it)."""
+    def annotate(
+        self, image: str | Path | np.ndarray, faces: list[FaceResult], bgr: bool = False
+    ) -> np.ndarray:
+        """A copy of the photo with each face's box, label and probability bars, or "no face"
+        (at the decoded size: a file over 8 MP is drawn reduced, as :func:`read_still` decodes
+        it). RGB, like an array passed to :meth:`predict`; ``bgr=True`` returns OpenCV's BGR
+        order instead, ready for ``cv2.imwrite``."""
         photo = load_photo(image)
         result = FrameResult(0.0, [face.scaled(1 / photo.reduction) for face in faces], {})
-        return overlay.annotate(photo.rgb, result, labels=self.labels, stats=False)
+        picture = overlay.annotate(photo.rgb, result, labels=self.labels)
+        return picture[..., ::-1].copy() if bgr else picture
 
 
 def load_photo(image: str | Path | np.ndarray) -> Still:

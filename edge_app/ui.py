@@ -17,21 +17,35 @@ os.environ.setdefault("KIVY_NO_ARGS", "1")
 import functools
 import json
 import logging
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from affectlite.quiet import quiet_kivy
+
+quiet_kivy()  # before Kivy logs its first line
+
 from kivy.app import App
 from kivy.clock import Clock, mainthread
 from kivy.config import Config
+from kivy.core.text import Label as CoreLabel
 from kivy.graphics.texture import Texture
 from kivy.metrics import dp
-from kivy.properties import BooleanProperty, ListProperty, ObjectProperty, StringProperty
+from kivy.properties import (
+    BooleanProperty,
+    ListProperty,
+    NumericProperty,
+    ObjectProperty,
+    StringProperty,
+)
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
-from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.label import Label
 from kivy.uix.popup import Popup
+from kivy.uix.settings import SettingItem, SettingsWithNoMenu
 from kivy.uix.widget import Widget
 from kivy.utils import platform
 
@@ -48,6 +62,7 @@ from .app import (
 )
 from .bundle import BundleError, load_bundle
 from .detector import DetectorUnavailable
+from .labels import LABELS
 from .pipeline import FrameResult, Pipeline, PipelineConfig
 from .preprocess import ImageError, read_still
 from .runtime import RuntimeUnavailable
@@ -109,15 +124,187 @@ def rgb_texture(picture_rgb: np.ndarray, texture: Texture | None = None) -> Text
     return texture
 
 
-class PreviewScreen(FloatLayout):
-    """The root widget; its layout is in ``affectlite.kv``."""
+MESSAGE_SECONDS = 4.0
+"""How long a transient message (saved, no frame yet, a photo that cannot open) stays."""
+
+
+class PanelLabel(Label):
+    """A label that wraps to its width and shows its first :attr:`max_shown` lines, as tall
+    as those (0 when empty), with an optional ``background`` colour."""
+
+    max_shown = NumericProperty(3)
+    background = ListProperty([0.0, 0.0, 0.0, 0.0])
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        fit = self.fit
+        self.bind(text=fit, width=fit, font_size=fit, bold=fit, max_shown=fit)
+
+    def fit(self, *args: Any) -> None:
+        if not self.text:
+            self.height = 0
+            return
+        width = max(1.0, self.width - dp(12))
+        core = CoreLabel(
+            text=self.text, font_size=self.font_size, bold=self.bold, text_size=(width, None)
+        )
+        _, full = core.render()  # lays the lines out without drawing them
+        lines = max(1, round(full / core.get_extents("Mg")[1]))
+        shown = math.ceil(full * min(lines, self.max_shown) / lines) + 1
+        self.text_size = (width, shown)
+        self.height = shown + dp(8)
+
+
+class ClassBar(BoxLayout):
+    """One row of the results panel: the class's full name, a bar, the percentage."""
+
+    name = StringProperty("")
+    value = NumericProperty(0.0)
+    percent = StringProperty("")
+    colour = ListProperty([1.0, 1.0, 1.0, 1.0])
+
+
+class PreviewScreen(BoxLayout):
+    """The root widget: the state banner above the picture and, beside them (landscape) or
+    below them (portrait), the panel: the results as per-class bars, FPS and latency,
+    messages (or the settings), and the buttons. Nothing is drawn over the picture. Layout in
+    ``affectlite.kv``."""
 
     status_text = StringProperty("")
+    """A state that lasts (camera lost, reconnecting, a setting to fix); empty when fine."""
     message_text = StringProperty("")
+    """A transient message; :meth:`flash` clears it after a few seconds."""
     privacy_text = StringProperty(PRIVACY_NOTE)
+    title_text = StringProperty("Waiting for frames...")
+    source_text = StringProperty("")
+    """The photo on screen: its file name and place in its folder."""
+    stats_text = StringProperty("")
     preview = ObjectProperty(None)
+    panel = ObjectProperty(None)
+    portrait = BooleanProperty(False)
+    one_row = BooleanProperty(False)
+    """The buttons sit in one row (portrait, or a short and wide panel), else in two."""
     photo_mode = BooleanProperty(False)
-    """A chosen photo is on screen and the camera is stopped."""
+    """A chosen photo is on screen and the source is stopped."""
+    stills_mode = BooleanProperty(False)
+    """The source is a folder of photos, shown one at a time (Next, or the slide timer)."""
+    settings_open = BooleanProperty(False)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._message_event: Any = None
+        self._results: list[Widget] = []
+        self.set_labels(LABELS)
+        self.bind(size=self.arrange, settings_open=self.arrange)
+        self.panel.bind(minimum_height=self.arrange)
+        self.arrange()
+
+    def arrange(self, *args: Any) -> None:
+        """Picture and panel side by side in a landscape window, stacked in a portrait one;
+        the panel keeps a readable width (landscape) or its content's height (portrait)."""
+        self.portrait = self.height > self.width
+        self.orientation = "vertical" if self.portrait else "horizontal"
+        self.one_row = self.portrait
+        panel = self.panel
+        if self.portrait:
+            panel.size_hint = (1, None)
+            fit = min(panel.minimum_height, self.height * 0.7)
+            panel.height = self.height * 0.55 if self.settings_open else fit
+        else:
+            panel.size_hint = (None, 1)
+            short = self.height < dp(460)  # e.g. a phone turned sideways: wider, fewer lines
+            share, low, high = (0.42, dp(250), dp(420)) if short else (0.3, dp(250), dp(380))
+            if self.settings_open:
+                share, low, high = 0.55, dp(300), dp(560)
+            panel.width = min(max(self.width * share, low), high, self.width)
+            self.one_row = short and panel.width >= dp(360)
+
+    def set_labels(self, labels: Sequence[str]) -> None:
+        """One bar per class, in the model's order."""
+        bars = self.ids.bars
+        bars.clear_widgets()
+        for name in labels:
+            colour = [c / 255 for c in overlay.label_colour(name)] + [1.0]
+            bars.add_widget(ClassBar(name=name, colour=colour))
+
+    def show_result(self, result: FrameResult | None, fps: float | None, name: str = "") -> None:
+        """The results of a frame: the largest face's bars and caption, FPS and latency (a
+        photo shows its latency only, ``fps`` None)."""
+        faces = result.faces if result is not None else []
+        face = faces[0] if faces else None
+        for row in self.ids.bars.children:
+            value = face.probabilities.get(row.name, 0.0) if face is not None else 0.0
+            row.value = value
+            row.percent = f"{value:.0%}" if face is not None else "-"
+        self.title_text = results_title(result)
+        self.source_text = name
+        self.stats_text = "" if result is None else stats_lines(fps, result.timings_ms)
+
+    def flash(self, text: str, seconds: float = MESSAGE_SECONDS) -> None:
+        """Shows a transient message, cleared after ``seconds`` (unless replaced)."""
+        if self._message_event is not None:
+            self._message_event.cancel()
+        self.message_text = text
+        self._message_event = Clock.schedule_once(self._clear_message, seconds)
+
+    def _clear_message(self, dt: float = 0.0) -> None:
+        self.message_text = ""
+        self._message_event = None
+
+    def show_settings(self, settings: Widget) -> None:
+        """Puts the settings in the panel, in place of the results; the picture stays."""
+        body = self.ids.body
+        self._results = list(reversed(body.children))
+        body.clear_widgets()
+        body.add_widget(settings)
+        self.settings_open = True
+
+    def hide_settings(self) -> None:
+        body = self.ids.body
+        body.clear_widgets()
+        for widget in self._results:
+            body.add_widget(widget)
+        self.settings_open = False
+
+
+def fit_setting(item: SettingItem) -> None:
+    """Makes a setting's row a touch target of at least 56 dp and keeps its value inside the
+    row: one line, the start cut off when too long (a path keeps its last folders)."""
+
+    def at_least(widget: Widget, height: float) -> None:
+        if height < dp(56):
+            widget.height = dp(56)
+
+    item.bind(height=at_least)
+    at_least(item, item.height)
+    for label in item.content.children:
+        if isinstance(label, Label):
+            label.bind(size=label.setter("text_size"))
+            label.text_size = label.size
+            label.shorten, label.shorten_from = True, "left"
+            label.halign, label.valign = "center", "middle"
+
+
+def stats_lines(fps: float | None, timings_ms: dict[str, float]) -> str:
+    """``"14.8 FPS | 52.0 ms a frame"`` and, below, the milliseconds of each stage (a photo
+    has no FPS)."""
+    first = [f"{fps:.1f} FPS"] if fps is not None else []
+    if "total" in timings_ms:
+        first.append(f"{timings_ms['total']:.1f} ms a frame")
+    stages = [f"{s} {timings_ms[s]:.1f}" for s in overlay.STAGES[:-1] if s in timings_ms]
+    return " | ".join(first) + ("\n" + ", ".join(stages) + " ms" if stages else "")
+
+
+def results_title(result: FrameResult | None) -> str:
+    """``"happy 87%"``, ``"2 faces; largest: happy 87%"``, ``"no face found"``, or that
+    frames are awaited."""
+    if result is None:
+        return "Waiting for frames..."
+    if not result.faces:
+        return "no face found"
+    caption = overlay.face_caption(result.faces[0])
+    count = len(result.faces)
+    return caption if count == 1 else f"{count} faces; largest: {caption}"
 
 
 def is_photo(folder: str, name: str) -> bool:
@@ -154,15 +341,9 @@ class PhotoChooser(BoxLayout):
             self.on_choice(selection[0])
 
 
-def photo_summary(name: str, result: FrameResult) -> str:
-    """``"photo.jpg: happy 87%, uncertain (sad 31%)"``, or that no face was found."""
-    if not result.faces:
-        return f"{name}: no face found."
-    return f"{name}: " + ", ".join(overlay.face_caption(face) for face in result.faces)
-
-
 class AffectliteApp(App):
-    """Owns the lifecycle: settings, worker start/stop, camera permission, preview updates.
+    """Owns the lifecycle: settings, worker start/stop, camera permission, preview updates,
+    photos and folder sources (one photo at a time).
 
     Args:
         overrides: settings given on the command line; they win over the saved config.
@@ -172,6 +353,7 @@ class AffectliteApp(App):
     title = "affectlite"
     kv_file = str(KV_FILE)  # loaded once, by App.run (a second load binds every handler twice)
     use_kivy_settings = False
+    settings_cls = SettingsWithNoMenu  # shown in the panel, beside the picture
 
     def __init__(
         self, overrides: dict[str, str] | None = None, refresh_hz: float = 30.0, **kwargs: Any
@@ -180,11 +362,13 @@ class AffectliteApp(App):
         self.overrides = {k: str(v) for k, v in (overrides or {}).items()}
         self.refresh_hz = refresh_hz
         self.worker: Worker | None = None
+        self.stills: Any = None
+        """The folder (or photo) source shown one photo at a time, when that is the source."""
         self.pipeline: Pipeline | None = None
         self.last_update: Update | None = None
         self.chooser: PhotoChooser | None = None
-        self._photo_folder = Path.home()
         self._texture: Texture | None = None
+        self._slides: Any = None
 
     # --- configuration [UI thread] -------------------------------------------------------
     def get_application_config(self, defaultpath: str = "%(appdir)s/%(appname)s.ini") -> str:
@@ -200,14 +384,36 @@ class AffectliteApp(App):
     def build_settings(self, settings: Any) -> None:
         settings.add_json_panel("affectlite", self.config, data=json.dumps(SETTINGS_PANEL))
 
+    def display_settings(self, settings: Any) -> bool:
+        if self.root.settings_open:
+            return False
+        for item in settings.walk():
+            if isinstance(item, SettingItem):
+                fit_setting(item)
+        self.root.show_settings(settings)
+        return True
+
+    def close_settings(self, *args: Any) -> bool:
+        if not self.root.settings_open:
+            return False
+        self.root.hide_settings()
+        return True
+
     def settings(self) -> Settings:
         return Settings.from_config(dict(self.config.items(SECTION)))
 
     def snapshot_folder(self) -> Path:
         return self.settings().snapshot_dir or Path(self.user_data_dir) / "snapshots"
 
+    def photo_folder(self) -> str:
+        """Where the file chooser starts: the folder of the last photo opened, else the
+        working folder."""
+        saved = self.config.get(SECTION, "photo_folder")
+        folder = Path(saved).expanduser() if saved else None
+        return str(folder if folder is not None and folder.is_dir() else Path.cwd())
+
     def on_config_change(self, config: Any, section: str, key: str, value: Any) -> None:
-        if section == SECTION and key != "snapshot_dir":  # read at each snapshot
+        if section == SECTION and key not in ("snapshot_dir", "photo_folder"):
             self.restart_worker()
 
     # --- lifecycle [UI thread] -----------------------------------------------------------
@@ -248,17 +454,24 @@ class AffectliteApp(App):
 
     # --- worker [UI thread] --------------------------------------------------------------
     def start_worker(self) -> None:
-        """Builds the pipeline and the source from the settings and starts the threads; a
-        failure is shown on screen and the app stays up so the settings can be fixed."""
-        if self.worker is not None:
+        """Builds the pipeline and the source from the settings and starts the threads (a
+        folder source instead shows its first photo); a failure is shown on screen and the
+        app stays up so the settings can be fixed."""
+        if self.worker is not None or self.stills is not None:
             return
         try:
             settings = self.settings()
             pipeline = self.build_pipeline(settings)
             source = open_frame_source(settings)
+            if source.still:
+                source.open()  # lists the folder: an empty one is reported here
         except STARTUP_ERRORS as error:
             log.error("cannot start: %s", error)
             self.root.status_text = f"{error} (open Settings to fix)"
+            return
+        self.root.status_text = ""
+        if source.still:
+            self.start_stills(source, settings.slide_seconds)
             return
         on_exit = None
         if platform == "android":
@@ -267,12 +480,11 @@ class AffectliteApp(App):
             on_exit = detach
         if settings.source == "android":
             source.open()  # Kivy's Android camera must be opened on the UI thread.
-        annotate = functools.partial(overlay.annotate, labels=pipeline.labels)
+        annotate = functools.partial(overlay.annotate, labels=pipeline.labels, bars=False)
         worker = Worker(source, pipeline.process, annotate, on_thread_exit=on_exit)
         if isinstance(source, ReconnectingSource):
             source.on_error = worker.source_failed
         self.worker = worker.start()
-        self.root.status_text = ""
 
     def build_pipeline(self, settings: Settings) -> Pipeline:
         """A new pipeline from the settings, kept as :attr:`pipeline` for photos."""
@@ -282,26 +494,73 @@ class AffectliteApp(App):
             smoothing=settings.smoothing,
         )
         self.pipeline = Pipeline(load_bundle(settings.bundle), config)
+        self.root.set_labels(self.pipeline.labels)
         return self.pipeline
 
     def stop_worker(self) -> None:
         if self.worker is not None:
             worker, self.worker = self.worker, None
             worker.stop()
+        if self._slides is not None:
+            self._slides.cancel()
+            self._slides = None
+        if self.stills is not None:
+            stills, self.stills = self.stills, None
+            stills.close()
+        self.root.stills_mode = False
 
     def restart_worker(self) -> None:
+        """Starts the source again from the settings, on a blank preview."""
         self.stop_worker()
+        self.clear_preview()
         self.start_worker()
+
+    def clear_preview(self) -> None:
+        self.root.preview.texture = self._texture = self.last_update = None
+        self.root.show_result(None, None)
+
+    # --- folder sources: one photo at a time [UI thread] ---------------------------------
+    def start_stills(self, source: Any, seconds: float) -> None:
+        """Shows the folder's photos one at a time, as stills (no tracking, no smoothing):
+        the next one on Next, or every ``seconds`` when that is above 0."""
+        self.stills = source
+        self.root.stills_mode = True
+        if seconds > 0:
+            self._slides = Clock.schedule_interval(lambda dt: self.next_still(), seconds)
+        self.next_still()
+
+    def next_still(self) -> None:
+        """Shows the folder's next photo (after the last, the first again)."""
+        if self.stills is None or self.pipeline is None:
+            return
+        frame = self.stills.read()
+        path = self.stills.current_path
+        if frame is None or path is None:
+            self.root.status_text = f"{self.stills.name}: no readable photo."
+            return
+        position = f"{self.stills.paths.index(path) + 1} of {len(self.stills.paths)}"
+        self.show_still(frame, f"{path.name} ({position})")
+
+    def show_still(self, frame: np.ndarray, name: str) -> None:
+        """Classifies one picture on its own (no tracking, no smoothing) and shows it with
+        its boxes and, in the panel, its bars."""
+        assert self.pipeline is not None
+        result = self.pipeline.process(frame, still=True)
+        picture = overlay.annotate(frame, result, labels=self.pipeline.labels, bars=False)
+        self.show(picture)
+        self.last_update = Update(picture, result, 0.0, 0)
+        self.root.show_result(result, None, name)
 
     # --- preview [UI thread] -------------------------------------------------------------
     def refresh(self, dt: float = 0.0) -> None:
-        """Shows the worker's newest frame, if any, and what is wrong, if anything (the red
-        banner is empty while frames flow). Runs from ``Clock``."""
+        """Shows the worker's newest frame and its results, if any, and what is wrong, if
+        anything (the red banner is empty while frames flow). Runs from ``Clock``."""
         if self.worker is None:
             return
         update = self.worker.latest()
         if update is not None:
             self.show(update.frame)
+            self.root.show_result(update.result, update.fps or None)
             self.last_update = update
         self.root.status_text = self.worker.status
 
@@ -314,23 +573,23 @@ class AffectliteApp(App):
     def snapshot(self) -> Path | None:
         """Saves the annotated frame on screen; the only place the app writes a frame."""
         if self.last_update is None:
-            self.root.message_text = "No frame yet: nothing saved."
+            self.root.flash("No frame yet: nothing saved.")
             return None
         try:
             path = save_snapshot(self.last_update.frame, self.snapshot_folder())
         except (OSError, ValueError) as error:
-            self.root.message_text = f"Snapshot failed: {error}"
+            self.root.flash(f"Snapshot failed: {error}")
             return None
-        self.root.message_text = f"Saved {path}"
+        self.root.flash(f"Saved {path.name} in {path.parent}")
         return path
 
     # --- photos [UI thread] --------------------------------------------------------------
     def open_photo_chooser(self) -> None:
         """Lets the user pick a photo: Android's own picker where plyer provides it, else
-        Kivy's file chooser in a popup."""
+        Kivy's file chooser in a popup, in the last folder used (else the working folder)."""
         if platform == "android" and self._android_picker():
             return
-        self.chooser = PhotoChooser(self.show_photo, str(self._photo_folder))
+        self.chooser = PhotoChooser(self.show_photo, self.photo_folder())
         self.chooser.open()
 
     def _android_picker(self) -> bool:
@@ -348,29 +607,27 @@ class AffectliteApp(App):
             self.show_photo(selection[0])
 
     def show_photo(self, path: str | Path) -> None:
-        """Classifies one photo (no tracking, no smoothing) and shows it with its boxes and
-        probability bars; the camera stops until Camera is pressed."""
+        """Classifies one photo (no tracking, no smoothing) and shows it; the source stops
+        until Back is pressed."""
         path = Path(path)
         try:
             frame = read_still(path).rgb
             self.stop_worker()  # The worker's pipeline is idle from here on.
-            pipeline = self.pipeline or self.build_pipeline(self.settings())
+            if self.pipeline is None:
+                self.build_pipeline(self.settings())
         except (ImageError, *STARTUP_ERRORS) as error:
-            self.root.message_text = f"Cannot open the photo: {error}"
+            self.root.flash(f"Cannot open the photo: {error}", MESSAGE_SECONDS * 2)
             return
-        self._photo_folder = path.parent
-        result = pipeline.process(frame, still=True)
-        picture = overlay.annotate(frame, result, labels=pipeline.labels, stats=False)
-        self.show(picture)
-        self.last_update = Update(picture, result, 0.0, 0)
+        self.config.set(SECTION, "photo_folder", str(path.parent.resolve()))
+        self.config.write()
         self.root.photo_mode = True
         self.root.status_text = ""
-        self.root.message_text = photo_summary(path.name, result)
+        self.show_still(frame, path.name)
 
-    def back_to_camera(self) -> None:
-        """Leaves the photo and starts the camera again."""
+    def back_to_source(self) -> None:
+        """Leaves the photo and starts the camera (or the folder) again."""
         self.root.photo_mode = False
-        self.root.message_text = ""
+        self.clear_preview()
         self.start_worker()
 
 

@@ -278,11 +278,15 @@ def test_settings_parse_and_reject_bad_values(app_module, tmp_path):
     settings = app_module.Settings.from_config(values)
     assert settings.threads == 2 and settings.smoothing == 0.6 and settings.snapshot_dir is None
     assert app_module.Settings.from_config(values | {"threads": "0"}).threads is None
+    assert settings.slide_seconds == 0.0
+    assert app_module.Settings.from_config(values | {"slide_seconds": "2.5"}).slide_seconds == 2.5
     for key, bad in [
         ("threads", "two"),
         ("threads", "-1"),
         ("smoothing", "1.5"),
         ("rotation", "45"),
+        ("slide_seconds", "-1"),
+        ("slide_seconds", "soon"),
     ]:
         with pytest.raises(ValueError, match=key):
             app_module.Settings.from_config(values | {key: bad})
@@ -320,6 +324,81 @@ def test_cli_rejects_bad_numbers_before_opening_a_window(app_module, argv, capsy
     assert argv[0] in capsys.readouterr().err
 
 
+NO_KIVY = textwrap.dedent(
+    """
+    import sys
+
+    class NoKivy:  # as if only the train extra were installed: `import kivy` fails
+        def find_spec(self, name, path=None, target=None):
+            if name == "kivy" or name.startswith("kivy."):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    sys.meta_path.insert(0, NoKivy())
+    from affectlite.cli import main
+
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_app_without_kivy_is_one_line_and_exit_2(tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    done = subprocess.run(
+        [sys.executable, "-c", NO_KIVY, "app", "--bundle", "default"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    (line,) = [line for line in lines if "using the default bundle" not in line]
+    assert "Kivy" in line and "pip install 'affectlite[edge]'" in line, line
+    assert "Traceback" not in done.stderr
+
+
+KIVY_NOISE = textwrap.dedent(
+    """
+    from affectlite.edge_app import ui  # Kivy's input providers load with the window below
+    from kivy.core.window import Window
+    from kivy.uix.textinput import TextInput
+
+    TextInput(text="a text field asks for a cut buffer")
+    Window.close()
+    """
+)
+
+
+def test_kivy_start_up_noise_is_hidden_unless_verbose(tmp_path):
+    """Kivy logs an ERROR with a traceback when libmtdev is missing, a CRITICAL when a text
+    field finds no xclip/xsel and warnings when it writes a new config; none is the app's
+    fault, so only --verbose shows them (AFFECTLITE_VERBOSE is what --verbose sets)."""
+    env = dict(os.environ, SDL_VIDEODRIVER="offscreen", KIVY_NO_ARGS="1")
+    env.pop("KIVY_LOG_MODE", None)
+    env.pop("AFFECTLITE_VERBOSE", None)
+    runs = {}
+    for verbose in ("", "1"):
+        done = subprocess.run(
+            [sys.executable, "-c", KIVY_NOISE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(env, AFFECTLITE_VERBOSE=verbose, KIVY_HOME=str(tmp_path / verbose)),
+        )
+        assert done.returncode == 0, f"{MESA_HINT}\n{done.stderr[-3000:]}"
+        runs[verbose] = done.stderr
+    noises = (
+        "MTDev is not supported",
+        "Unable to find any valuable Cutbuffer provider",
+        "Older configuration version detected",
+    )
+    if not any(noise in runs["1"] for noise in noises):
+        pytest.skip("this machine has libmtdev and xclip/xsel: Kivy makes no noise to hide")
+    for noise in noises:
+        assert noise not in runs[""], runs[""]
+    assert "Traceback" not in runs[""], runs[""]
+
+
 # --- the real app in a real window ------------------------------------------------------------
 DRIVER = textwrap.dedent(
     """
@@ -330,6 +409,7 @@ DRIVER = textwrap.dedent(
     from kivy.clock import Clock
     from kivy.core.window import Window
     from kivy.tests.common import UnitTestTouch
+    from affectlite.edge_app import ui
     from affectlite.edge_app.ui import AffectliteApp
 
     job = json.loads(sys.argv[1])
@@ -369,7 +449,13 @@ DRIVER = textwrap.dedent(
                     for f in update.result.faces
                 ]
                 report["display_rect"] = list(root.preview.display_rect)
+                report["preview_widget"] = [*root.preview.to_window(*root.preview.pos),
+                                            *root.preview.size]
                 report["window_size"] = list(Window.size)
+                report["panel"] = {"title": root.title_text, "stats": root.stats_text,
+                                   "bars": {b.name: [b.value, b.percent]
+                                            for b in root.ids.bars.children}}
+                report["largest"] = update.result.faces[0].probabilities
                 root.ids.snapshot_button.trigger_action(0)  # the user presses Snapshot
                 state["phase"] = "pressed"
             elif state["phase"] == "pressed":
@@ -378,13 +464,53 @@ DRIVER = textwrap.dedent(
                 finish()
         elif job["mode"] == "photo":
             photo(worker, root, elapsed)
-        elif job["mode"] == "lost" and elapsed > 2.5:
+        elif job["mode"] == "lost":
+            lost(worker, root, elapsed)
+        elif job["mode"] == "stills":
+            stills(root, elapsed)
+
+    def lost(worker, root, elapsed):
+        phase = state["phase"]
+        if phase == "run" and elapsed > 2.5:
             report["status"] = root.status_text
             report["worker_running"] = bool(worker and worker.running)
             report["screenshot"] = Window.screenshot(name=str(out / "screen.png"))
             report["window_size"] = list(Window.size)
+            click(root.ids.snapshot_button)  # nothing to save yet: a transient message
+            report["message"] = root.message_text
+            state.update(phase="pressed", pressed=elapsed)
+        elif phase == "pressed" and elapsed > state["pressed"] + ui.MESSAGE_SECONDS + 1:
+            report["message_later"] = root.message_text  # cleared by now
+            report["status_later"] = root.status_text  # the state lasts: still shown
             report["files"] = files()
             finish()
+
+    def stills(root, elapsed):
+        phase = state["phase"]
+        update = app.last_update
+        if phase == "run" and update is not None:
+            report["shown"] = [shown(root, update)]
+            report["worker"] = app.worker is not None
+            report["next_button"] = [root.ids.context_button.text,
+                                     root.ids.context_button.opacity]
+            click(root.ids.context_button)  # the user presses Next
+            state["phase"] = "next"
+        elif phase == "next":
+            report["shown"].append(shown(root, app.last_update))
+            app.config.set("affectlite", "slide_seconds", "0.5")  # then the timer turns them
+            app.restart_worker()
+            state.update(phase="timer", timer=elapsed)
+            report["timed"] = []
+        elif phase == "timer":
+            if not report["timed"] or report["timed"][-1] != root.source_text:
+                report["timed"].append(root.source_text)
+            if elapsed > state["timer"] + 2.4:
+                finish()
+
+    def shown(root, update):
+        (face,) = update.result.faces
+        return {"name": root.source_text, "title": root.title_text, "stats": root.stats_text,
+                "track_id": face.track_id, "probabilities": face.probabilities}
 
     def click(widget):  # a real touch, down and up, at the widget's centre
         touch = UnitTestTouch(*widget.to_window(*widget.center))
@@ -397,6 +523,7 @@ DRIVER = textwrap.dedent(
             click(root.ids.open_photo_button)  # the user presses Open photo
             state["phase"] = "chooser"
         elif phase == "chooser" and app.chooser is not None:
+            report["chooser_started_in"] = app.chooser.ids.files.path
             app.chooser.ids.files.path = job["photo_dir"]  # the user goes to the folder
             state["phase"] = "listing"
         elif phase == "listing":
@@ -422,15 +549,21 @@ DRIVER = textwrap.dedent(
             ]
             report["display_rect"] = list(root.preview.display_rect)
             report["window_size"] = list(Window.size)
-            report["message"] = root.message_text
+            report["source_text"] = root.source_text
+            report["title"] = root.title_text
             report["worker_in_photo_mode"] = app.worker is not None
-            b = root.ids.camera_button
+            report["back_button"] = root.ids.context_button.text
             report["window_children"] = [type(c).__name__ for c in Window.children]
-            click(root.ids.camera_button)  # one tap back to the camera
+            click(root.ids.context_button)  # one tap back to the camera
             state["phase"] = "back"
         elif phase == "back":
             report["photo_mode_after_back"] = root.photo_mode
             report["worker_after_back"] = bool(app.worker and app.worker.running)
+            click(root.ids.open_photo_button)  # the chooser again: in the photo's folder
+            state["phase"] = "again"
+        elif phase == "again" and app.chooser is not None:
+            report["chooser_reopened_in"] = app.chooser.ids.files.path
+            app.chooser.dismiss()
             finish()
 
     Clock.schedule_interval(tick, 0.1)
@@ -537,8 +670,12 @@ def test_app_preview_shows_the_video_frames(app_run):
     # It is exactly what the app drew: the annotated frame it held at screenshot time.
     annotated = np.load(out / "annotated.npy")
     assert np.abs(shown.astype(int) - annotated.astype(int)).mean() < 6
-    # Outside the preview the window is black (letterbox), not the frame.
-    assert screen[: screen.shape[0] // 12].mean() < 5
+    # Above and below the picture, the preview's letterbox bands are black, not the frame.
+    px, py, pw, ph = report["preview_widget"]
+    x, y, w, h = report["display_rect"]
+    band = screen[round(screen.shape[0] - (py + ph)) : round(screen.shape[0] - (y + h)), :]
+    band = band[:, round(px) : round(px + pw)]
+    assert band.shape[0] > 20 and band.mean() < 5
 
 
 def assert_boxes_drawn(shown: np.ndarray, decoded: np.ndarray, faces: list[dict]) -> None:
@@ -595,6 +732,10 @@ def test_app_keeps_running_and_shows_status_when_the_camera_is_missing(tmp_path,
     red = (banner[..., 0] > 100) & (banner[..., 1] < 40) & (banner[..., 2] < 40)
     white = np.all(banner > 200, axis=-1)
     assert red.mean() > 0.3 and white.any()  # the status banner with its text
+    # A transient message clears after a few seconds; the state banner stays while it lasts.
+    assert report["message"] == "No frame yet: nothing saved."
+    assert report["message_later"] == ""
+    assert "camera 9" in report["status_later"] and "reconnecting" in report["status_later"]
 
 
 def test_open_photo_shows_the_chosen_photo_with_its_face(
@@ -617,7 +758,8 @@ def test_open_photo_shows_the_chosen_photo_with_its_face(
     # The chooser listed the photos (not the text file); the tap selected the astronaut.
     assert report["listed"] == ["astronaut.png", "grace_hopper.jpg"], report
     assert report["selection"] == [str(astronaut)]
-    assert not report["worker_in_photo_mode"] and "astronaut.png" in report["message"]
+    assert not report["worker_in_photo_mode"] and report["source_text"] == "astronaut.png"
+    assert report["back_button"] == "Back"
     # The screen shows the photo, exactly as the app annotated it, with a box on the face.
     decoded = sample_photos["astronaut"]
     _, region = _screen_region(report, tmp_path / "out")
@@ -638,6 +780,139 @@ def test_open_photo_shows_the_chosen_photo_with_its_face(
     # One tap on Camera: the video runs again.
     assert report["window_children"] == ["PreviewScreen"]  # the chooser is gone
     assert report["worker_after_back"] and not report["photo_mode_after_back"]
+    # The chooser started in the working folder, then in the folder of the photo opened.
+    assert report["chooser_started_in"] == str(tmp_path)
+    assert report["chooser_reopened_in"] == str(photos)
+
+
+def test_a_folder_source_shows_one_photo_at_a_time(tmp_path, tiny_bundle, sample_photos):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "grace_hopper"):
+        image = cv2.cvtColor(sample_photos[name], cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(photos / f"{name}.png"), image)
+    overrides = {
+        "bundle": str(tiny_bundle.path),
+        "source": str(photos),
+        "snapshot_dir": str(tmp_path / "snapshots"),
+    }
+    report = run_app(tmp_path, "stills", overrides, timeout=60.0)
+    # No capture thread: the first photo waits for Next, which shows the second.
+    assert report["worker"] is False and report["next_button"] == ["Next", 1]
+    first, second = report["shown"]
+    assert (
+        first["name"] == "astronaut.png (1 of 2)" and second["name"] == "grace_hopper.png (2 of 2)"
+    )
+    # Each is a still: no tracking, no smoothing (the API's probabilities for that file), and
+    # the panel shows them with its latency, without an FPS.
+    from affectlite import EmotionRecognizer
+
+    recognizer = EmotionRecognizer(tiny_bundle)
+    for shown, name in zip((first, second), ("astronaut", "grace_hopper"), strict=True):
+        (expected,) = recognizer.predict(photos / f"{name}.png")
+        assert shown["track_id"] is None
+        assert shown["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
+        assert shown["title"] == overlay.face_caption(expected)
+        assert "ms a frame" in shown["stats"] and "FPS" not in shown["stats"]
+    # With a timer setting, the photos turn by themselves (0.5 s each, over 2.4 s).
+    assert len(report["timed"]) >= 4, report["timed"]
+    assert set(report["timed"]) == {first["name"], second["name"]}
+
+
+def test_app_panel_shows_the_largest_faces_bars_and_the_fps(app_run):
+    report, _, _ = app_run
+    panel = report["panel"]
+    assert set(panel["bars"]) == set(report["largest"])  # every class, by its full name
+    for name, (value, percent) in panel["bars"].items():
+        assert value == pytest.approx(report["largest"][name])
+        assert percent == f"{report['largest'][name]:.0%}"
+    assert "FPS" in panel["stats"] and "ms a frame" in panel["stats"]
+    assert panel["title"].startswith("2 faces; largest: ")
+
+
+def test_app_layout_holds_at_every_screen_and_state(tmp_path, sample_photos):
+    """At the Pi display, a phone in portrait and a desktop, in each state, with the longest
+    label, title, message and status: nothing covers the picture or leaves the window, no
+    text overflows its widget, every touch target is at least 48 dp."""
+    from affectlite.edge_app import screenshots
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut = cv2.cvtColor(sample_photos["astronaut"], cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(photos / "astronaut.png"), astronaut)
+    screens = screenshots.SCREENS | screenshots.ALSO_CHECKED  # and sideways, and upright
+    for screen, (width, height, _) in screens.items():
+        report = screenshots.shoot(screen, tmp_path / screen, photos, check=True, timeout=90)
+        assert not report.get("timed_out"), report
+        assert set(report["problems"]) == set(screenshots.STATES)
+        assert report["problems"] == dict.fromkeys(screenshots.STATES, []), screen
+        assert report["window"] == [width, height]
+        assert report["status"] == screenshots.LONG_STATUS
+
+
+LAYOUT_CONTROL = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from kivy.clock import Clock
+    from kivy.core.window import Window
+    from kivy.uix.button import Button
+    from kivy.uix.label import Label
+    from affectlite.edge_app import screenshots, ui
+
+    class Control(ui.App):
+        kv_file = str(ui.KV_FILE)
+
+        def build(self):
+            return ui.PreviewScreen()
+
+    app = Control()
+
+    state = {}
+
+    def tick(dt):
+        root = app.root
+        if list(root.size) != list(Window.size):  # not laid out yet
+            return
+        if "clean" not in state:
+            root.preview.texture = ui.rgb_texture(np.full((48, 64, 3), 200, np.uint8))
+            state["clean"] = None
+        elif state["clean"] is None:
+            state["clean"] = screenshots.layout_problems(Window, root)
+            fixed = {"size_hint": (None, None), "size": (100, 30)}
+            Window.add_widget(Button(text="over", pos=(10, 100), **fixed))
+            Window.add_widget(Label(text="x" * 80, pos=(Window.width - 50, 10), **fixed))
+        else:
+            bad = screenshots.layout_problems(Window, root)
+            print(json.dumps({"clean": state["clean"], "bad": bad}))
+            app.stop()
+
+    Clock.schedule_interval(tick, 0.2)
+    app.run()
+    """
+)
+
+
+def test_layout_check_finds_what_it_looks_for(tmp_path):
+    env = dict(
+        os.environ,
+        KIVY_HOME=str(tmp_path / "kivy"),
+        KIVY_NO_CONSOLELOG="1",
+        SDL_VIDEODRIVER="offscreen",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", LAYOUT_CONTROL],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"{MESA_HINT}\n{done.stderr[-3000:]}"
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["clean"] == []
+    bad = "\n".join(report["bad"])
+    assert "Button 'over'" in bad and "covers the picture" in bad and "under 48 dp" in bad
+    assert "leaves the" in bad and "overflows" in bad
 
 
 VIEWER_DRIVER = textwrap.dedent(
