@@ -85,7 +85,7 @@ def test_two_workers_train_and_only_the_chief_writes_the_run(tmp_path, write_fac
 def test_is_chief_follows_the_multi_worker_guide(task, jobs, chief):
     import tensorflow as tf
 
-    from affectlite.train.trainer import is_chief
+    from affectlite.train.devices import is_chief
 
     spec = {job: [f"127.0.0.1:{2000 + i}" for i in range(n)] for job, n in jobs.items()}
 

@@ -45,7 +45,8 @@ def _saved_epoch(run: Path) -> int | None:
 @pytest.mark.slow
 def test_kill_9_then_resume_continues_from_the_saved_epoch(face_folders, tmp_path):
     run = tmp_path / "run"
-    common = ["--input-size", "32", "--weights", "none", "--batch-size", "16", "--no-augment"]
+    common = ["--input-size", "32", "--weights", "none", "--batch-size", "16", "--no-augment",
+              "--checkpoint-every", "1"]  # fmt: skip
     process = _affectlite(
         "train",
         "--data",
@@ -358,38 +359,43 @@ def test_loss_weights_equalise_classes_and_sqrt_is_the_square_root():
     assert with_absent.tolist() == [1, 0, 1, 0, 1, 0, 1, 0]
 
 
+def _epoch(batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    images, targets, weights = zip(*(batches[i] for i in range(len(batches))))
+    return np.concatenate(images), np.concatenate(targets), np.concatenate(weights)
+
+
 @pytest.mark.parametrize("balance", ["loss", "sqrt", "none"])
 def test_train_batches_carry_the_class_weight_of_each_example(balance):
-    from affectlite.train.pipeline import loss_weights, train_dataset
+    from affectlite.train.pipeline import FaceBatches, loss_weights
 
     split = _imbalanced_split([40, 20, 10, 10, 5, 5, 5, 1])
+    split.images[:] = np.arange(len(split))[:, None, None, None] % 256  # face i is all i
     expected = loss_weights(split.targets, balance)
-    seen = 0
-    for _, targets, weights in train_dataset(split, 16, balance=balance, augment=False):
-        np.testing.assert_allclose(weights.numpy(), expected[targets.numpy().argmax(1)], 1e-6)
-        seen += len(weights)
-    assert seen == 96  # 6 full batches of 16
+    batches = FaceBatches(split, 16, balance=balance)
+    images, targets, weights = _epoch(batches)
+    assert len(batches) == 6 and images.dtype == np.uint8 and len(weights) == 96
+    np.testing.assert_allclose(weights, expected[targets.argmax(1)], 1e-6)
+    faces = images[:, 0, 0, 0].astype(int)
+    np.testing.assert_array_equal(targets, split.targets[faces])  # each face with its target
+    assert sorted(faces) == list(range(96))  # every face once per epoch
+    batches.on_epoch_end()
+    assert not np.array_equal(_epoch(batches)[0][:, 0, 0, 0], faces)  # reshuffled
 
 
 def test_sampling_draws_classes_evenly():
-    from affectlite.train.pipeline import train_dataset
+    from affectlite.train.pipeline import FaceBatches
 
     split = _imbalanced_split([400, 200, 100, 100, 50, 50, 50, 50])
-    labels = np.concatenate(
-        [
-            t.numpy().argmax(1)
-            for _, t, _ in train_dataset(split, 50, balance="sampling", augment=False)
-        ]
-    )
+    labels = _epoch(FaceBatches(split, 50, balance="sampling"))[1].argmax(1)
     shares = np.bincount(labels, minlength=len(LABELS)) / len(labels)
     assert len(labels) == 1000 and np.all(np.abs(shares - 1 / 8) < 0.05), shares
 
 
 def test_unknown_balance_mode_is_refused(face_folders):
-    from affectlite.train.pipeline import train_dataset
+    from affectlite.train.pipeline import FaceBatches
 
     with pytest.raises(ValueError, match="balance must be one of loss, sqrt, sampling, none"):
-        train_dataset(_imbalanced_split([2] * 8), 4, balance="inverse")
+        FaceBatches(_imbalanced_split([2] * 8), 4, balance="inverse")
     process = _affectlite(
         "train", "--data", str(face_folders), "--format", "folder", "--balance", "inverse"
     )  # fmt: skip

@@ -175,10 +175,14 @@ def keras_multiworker_fit(model: keras.Model, strategy: Any, data):
 
     A no-op for any other strategy (and on JAX).
     """
-    if strategy is None or type(strategy).__name__ != "MultiWorkerMirroredStrategy":
+    if strategy is None:
         yield
         return
     import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        yield
+        return
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
     with strategy.scope():

@@ -217,6 +217,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from affectlite.train.backend import require_tensorflow
+
+    require_tensorflow()  # export, conversion and .keras scoring run on TensorFlow's Keras
     check_paths(model=args.model, data=args.data)
     from affectlite.train import plots
     from affectlite.train.datasets import limit_samples, load_dataset
