@@ -120,3 +120,30 @@ def test_a_damaged_or_missing_chunk_is_refused(trained_run, tmp_path):
 def test_weights_that_cannot_fit_are_refused_at_the_machine(trained_run, tmp_path):
     with pytest.raises(SystemExit, match="cannot come back within the limits"):
         offline_gpu.export_weights(trained_run, tmp_path / "out", Limits(files=5, file=8 * 1024))
+
+
+@pytest.mark.slow
+def test_the_dry_run_trains_on_jax_without_tensorflow_and_converts_what_comes_back(tmp_path):
+    """prepare → remote (a venv over TensorFlow-free packages, wheels installed offline, one
+    JAX epoch) → finish (rebuild, int8 convert, evaluate), on 128 synthetic faces."""
+    run = offline_gpu.dry_run(tmp_path)
+
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    env = {"PYTHONPATH": str(tmp_path / "machine"), "PYTHONNOUSERSITE": "1", "KERAS_BACKEND": "jax"}
+    probe = "import keras\nprint(keras.__file__)\nimport tensorflow\n"
+    result = subprocess.run(
+        [venv_python, "-c", probe], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert "No module named 'tensorflow'" in result.stderr  # the "machine" has no TensorFlow
+    assert result.stdout.startswith(str(tmp_path / "venv"))  # Keras came from the carried wheel
+
+    trained = json.loads((tmp_path / "runs" / "stage-1" / "config.json").read_text())
+    assert trained["backend"] == "jax" and trained["data"]["format"] == "packed"
+    returned = {p.name: p.stat().st_size for p in (tmp_path / "returned").iterdir()}
+    DRY_LIMITS.check_return(returned)
+    assert len([name for name in returned if name.startswith("weights-")]) == 4
+    assert json.loads((run / "rebuilt.json").read_text())["half_precision_rounded"] is True
+    report = (run / "int8-report" / "conversion.md").read_text()
+    assert "gate passed" in report
+    scored = json.loads((run / "val-int8.json").read_text())
+    assert scored["n"] == 32

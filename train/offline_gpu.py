@@ -126,7 +126,11 @@ def travelling_bytes(repo: Path, carried: list[Path]) -> dict[str, int]:
     ).stdout.split(b"\0")
     files = [repo / os.fsdecode(name) for name in listed if name]
     tree = sum(p.stat().st_size for p in files if p.is_file() and not p.is_symlink())
-    folders = {os.path.relpath(folder, repo): _folder_bytes(folder) for folder in carried}
+    inside = {
+        folder: folder.relative_to(repo) if folder.is_relative_to(repo) else folder
+        for folder in carried
+    }
+    folders = {str(name): _folder_bytes(folder) for folder, name in inside.items()}
     return {"working tree": tree, **folders}
 
 
@@ -250,6 +254,7 @@ def unpack(carry: Path, folder: Path) -> Path:
 
 def train_stages(venv_python: Path, plan: Plan, data: Path, runs: Path) -> Path:
     """Runs each stage with ``affectlite train --backend jax``; returns the last run folder."""
+    runs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     previous = None
     for number, stage in enumerate(plan.stages, 1):
@@ -258,7 +263,7 @@ def train_stages(venv_python: Path, plan: Plan, data: Path, runs: Path) -> Path:
         command = [venv_python, "-m", "affectlite", "train", "--backend", "jax"]
         command += ["--data", data, "--format", "packed", "--split", "val", *stage]
         command += ["--out", run] + (["--init", previous / "best.keras"] if previous else [])
-        _run(command, env=env)
+        _run(command, env=env, cwd=runs)  # not the repository root: its affectlite/ would shadow
         previous = run
     return previous
 
@@ -271,7 +276,7 @@ def remote(work: Path, out: Path, python: str, limits: Limits, precision: str) -
     run = train_stages(venv_python, plan, data, work / "runs")
     command = [venv_python, "-m", "affectlite.train.offline_gpu", "export", run, out]
     command += _limit_flags(limits) + ["--precision", precision]
-    _run(command, env={**os.environ, "KERAS_BACKEND": "jax"})
+    _run(command, env={**os.environ, "KERAS_BACKEND": "jax"}, cwd=work)
 
 
 # --- the weights' round trip ------------------------------------------------------------------

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -49,19 +49,6 @@ VERSION = 2
 _COPY_ROWS = 1024
 """Rows copied at a time when a grey split turns out to hold a colour face."""
 _T = TypeVar("_T")
-
-
-class FaceSource(Protocol):
-    """What training reads faces from: a packed split on disk, or faces in memory."""
-
-    targets: np.ndarray
-    """``float32 (N, 8)``, in memory."""
-
-    def __len__(self) -> int: ...
-
-    def read(self, indices: np.ndarray) -> np.ndarray:
-        """``uint8 (k, H, W, 3)`` faces at ``indices`` (sorted ascending)."""
-        ...
 
 
 def split_files(split: str) -> dict[str, str]:
@@ -308,7 +295,8 @@ def _repack(manifest: dict, directory: str | Path) -> str:
 
 @dataclass
 class PackedSplit:
-    """One packed split (a :class:`FaceSource`): targets and ids in memory, images on disk.
+    """One packed split, a :class:`affectlite.train.pipeline.FaceSource`: targets and ids in
+    memory, images on disk.
 
     Attributes:
         path: the ``.npy`` of images.
