@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from affectlite.errors import InputError
+from affectlite.errors import EnvironmentProblem, InputError
 from affectlite.train import offline_gpu
 from affectlite.train.offline_gpu import DRY_LIMITS, Limits
 
@@ -29,6 +29,12 @@ def test_the_travelling_tree_counts_tracked_untracked_and_carried_but_not_ignore
     (repo / "carry" / "data.tar.xz").write_bytes(b"w" * 1000)
     sizes = offline_gpu.travelling_bytes(repo, [repo / "carry"])
     assert sizes == {"working tree": 100 + 10 + len("/carry/\n/big/\n"), "carry": 1000}
+    assert offline_gpu.check_travel(repo, [repo / "carry"], Limits(tree=1124)) == sizes
+    with pytest.raises(
+        EnvironmentProblem,
+        match=r"MiB would travel \(working tree 0.0 MiB, carry 0.0 MiB\), over the",
+    ):
+        offline_gpu.check_travel(repo, [repo / "carry"], Limits(tree=1123))
 
 
 def test_return_limits_name_what_is_over():
@@ -117,6 +123,15 @@ def test_a_damaged_or_missing_chunk_is_refused(trained_run, tmp_path):
     assert not (tmp_path / "rebuilt").exists()
 
 
+def test_weights_of_another_architecture_are_refused(trained_run, tmp_path):
+    returned = tmp_path / "returned"
+    offline_gpu.export_weights(trained_run, returned, DRY_LIMITS)
+    config = json.loads((returned / "config.json").read_text())
+    (returned / "config.json").write_text(json.dumps({**config, "backbone": "resnet50"}))
+    with pytest.raises(InputError, match="weights do not match the resnet50 model"):
+        offline_gpu.rebuild(returned, tmp_path / "rebuilt", DRY_LIMITS)
+
+
 def test_weights_that_cannot_fit_are_refused_at_the_machine(trained_run, tmp_path):
     with pytest.raises(SystemExit, match="cannot come back within the limits"):
         offline_gpu.export_weights(trained_run, tmp_path / "out", Limits(files=5, file=8 * 1024))
@@ -147,3 +162,11 @@ def test_the_dry_run_trains_on_jax_without_tensorflow_and_converts_what_comes_ba
     assert "gate passed" in report
     scored = json.loads((run / "val-int8.json").read_text())
     assert scored["n"] == 32
+
+
+def test_prepare_options_reach_prepare():
+    args = offline_gpu._parser().parse_args(
+        ["prepare", "--data", "ferplus", "--stage", "--epochs 1", "--stage", "--epochs 2"]
+    )
+    assert args.command == "prepare" and args.stage == ["--epochs 1", "--epochs 2"]
+    assert offline_gpu._parser().parse_args(["prepare", "--data", "d"]).max_file_mib == 16.0

@@ -134,6 +134,26 @@ def travelling_bytes(repo: Path, carried: list[Path]) -> dict[str, int]:
     return {"working tree": tree, **folders}
 
 
+def check_travel(repo: Path, carried: list[Path], limits: Limits) -> dict[str, int]:
+    """Prints and returns what would travel.
+
+    Raises:
+        EnvironmentProblem: when it is over ``limits.tree``.
+    """
+    from affectlite.errors import EnvironmentProblem
+
+    sizes = travelling_bytes(repo, carried)
+    total = sum(sizes.values())
+    shown = ", ".join(f"{name} {size / MIB:.1f} MiB" for name, size in sizes.items())
+    print(f"travelling: {total / MIB:.1f} MiB ({shown}), limit {limits.tree / MIB:g} MiB")
+    if total > limits.tree:
+        raise EnvironmentProblem(
+            f"{total / MIB:.1f} MiB would travel ({shown}), over the {limits.tree / MIB:g} MiB "
+            "limit; pack fewer faces (--limit) or smaller ones (--pack-size)."
+        )
+    return sizes
+
+
 # --- prepare (here) ---------------------------------------------------------------------------
 
 
@@ -197,7 +217,6 @@ def prepare(
     workers: int,
 ) -> dict[str, int]:
     """Pack, archive, wheels, plan; returns the travelling bytes (checked against ``limits``)."""
-    from affectlite.errors import EnvironmentProblem
     from affectlite.files import write_json
 
     carry = work / "carry"
@@ -205,18 +224,9 @@ def prepare(
     archive(work / "pack", carry / "data.tar.xz")
     plan.wheels = download_wheels(carry / "wheels", python_version, platform)
     write_json(carry / "plan.json", asdict(plan))
-    sizes = travelling_bytes(REPO, [carry])
     counts = {split: entry["count"] for split, entry in manifest["splits"].items()}
-    print(
-        f"packed {counts} at {plan.pack_size} px; travelling: "
-        + ", ".join(f"{name} {size / MIB:.1f} MiB" for name, size in sizes.items())
-    )
-    if sum(sizes.values()) > limits.tree:
-        raise EnvironmentProblem(
-            f"{sum(sizes.values()) / MIB:.1f} MiB would travel, over the {limits.tree / MIB:g} "
-            f"MiB limit ({sizes}); use --limit or a smaller --pack-size."
-        )
-    return sizes
+    print(f"packed {counts} at {plan.pack_size} px")
+    return check_travel(REPO, [carry], limits)
 
 
 # --- remote (there; standard library until the venv exists) -----------------------------------
@@ -609,7 +619,7 @@ def _parser() -> argparse.ArgumentParser:
         "(docs/gpu-offline.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    stages = parser.add_subparsers(dest="stage", required=True)
+    stages = parser.add_subparsers(dest="command", required=True)
     prep = stages.add_parser("prepare", help="pack the data, fetch wheels, check the tree (here)")
     far = stages.add_parser("remote", help="install, train, return the weights (there)")
     export = stages.add_parser("export", help="write a run's weights in chunks (run by remote)")
@@ -654,11 +664,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.stage == "remote":
+    if args.command == "remote":
         remote(args.work, args.out, args.python, _limits(args), args.precision)
-    elif args.stage == "export":
+    elif args.command == "export":
         export_weights(args.run, args.out, _limits(args), args.precision)
-    elif args.stage == "prepare":
+    elif args.command == "prepare":
         plan = Plan(
             args.data,
             args.format,
@@ -685,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {remote_command(args.work)}\nThen here:\n"
             f"  python -m affectlite.train.offline_gpu finish RETURNED_FOLDER"
         )
-    elif args.stage == "finish":
+    elif args.command == "finish":
         import time
 
         run = args.run or Path("runs") / f"gpu-{time.strftime('%Y%m%d-%H%M%S')}"
