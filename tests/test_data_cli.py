@@ -214,8 +214,14 @@ def test_pack_refuses_a_folder_that_is_not_a_pack(faces, tmp_path, capsys):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     assert main(PACK + [str(faces), "--out", str(out)]) == 2
-    assert "not a packed dataset; choose an empty or new --out" in capsys.readouterr().err
-    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert "not a packed dataset (it holds notes.txt); choose an empty" in capsys.readouterr().err
+    (out / "manifest.json").write_text("{}")  # a pack with the user's notes beside it
+    assert main(PACK + [str(faces), "--out", str(out)]) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "notes.txt"]
+    (out / "notes.txt").unlink()
+    (out / "train-00000-of-00001.tfrecord").write_bytes(b"old")  # a version-1 pack is replaced
+    assert main(PACK + [str(faces), "--out", str(out)]) == 0
+    assert not list(out.glob("*.tfrecord"))
 
 
 def test_inspect_real_ferplus_validation(ferplus_root):

@@ -45,7 +45,10 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 VERSION = 2
-"""Version 1 was sharded TFRecords (affectlite ≤ 0.x); it is refused with a repack command."""
+"""Version 1 was sharded TFRecords read with tf.data; it is refused with the command that
+repacks it."""
+_PACK_FILES = ("manifest.json", "*-images.npy", "*-targets.npy", "*-ids.json", "*.tfrecord")
+"""What a pack folder (of either version) holds: replaced by a new pack, nothing else is."""
 _COPY_ROWS = 1024
 """Rows copied at a time when a grey split turns out to hold a colour face."""
 _T = TypeVar("_T")
@@ -226,8 +229,8 @@ def pack(
     """Packs every split of ``indices`` into ``directory``, atomically; returns the manifest.
 
     ``source`` (root, format, FER+ mode) goes into the manifest as given; ``policy`` defaults
-    to the device's ``CropPolicy()``. An existing pack at
-    ``directory`` is replaced; any other non-empty folder is refused.
+    to the device's ``CropPolicy()``. An existing pack at ``directory`` is replaced; a
+    non-empty folder holding anything else is refused.
 
     Raises:
         InputError: when ``directory`` exists, is not empty and holds no pack.
@@ -236,10 +239,14 @@ def pack(
 
     policy = policy or CropPolicy()
     directory = Path(directory)
-    if directory.is_dir() and any(directory.iterdir()) and not (directory / MANIFEST).is_file():
-        raise InputError(
-            f"{directory}: a folder that is not a packed dataset; choose an empty or new --out."
-        )
+    if directory.is_dir() and any(directory.iterdir()):
+        others = [p.name for p in directory.iterdir() if not any(map(p.match, _PACK_FILES))]
+        if others or not (directory / MANIFEST).is_file():
+            held = ", ".join(others[:3]) or "no manifest.json"
+            raise InputError(
+                f"{directory}: not a packed dataset (it holds {held}); "
+                "choose an empty or new --out."
+            )
     manifest = {
         "version": VERSION,
         **source,
