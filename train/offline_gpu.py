@@ -203,7 +203,7 @@ def download_wheels(folder: Path, python_version: str, platform: str | None) -> 
 
 def remote_command(work: Path, out: str = '"$OUT"') -> str:
     script = (REPO / "train" / "offline_gpu.py").relative_to(REPO)
-    return f"python3 {script} remote --work {work.relative_to(REPO)} --out {out}"
+    return f"python3 {script} remote --work {os.path.relpath(work, REPO)} --out {out}"
 
 
 def prepare(
@@ -690,8 +690,9 @@ def main(argv: list[str] | None = None) -> int:
             platform=args.platform,
             workers=args.workers,
         )
+        carry = os.path.relpath(args.work / "carry", REPO)
         print(
-            f"\nOn the GPU machine, from the repository root (carry {args.work}/carry):\n"
+            f"\nOn the GPU machine, from the repository root (carry {carry}):\n"
             f"  {remote_command(args.work)}\nThen here:\n"
             f"  python -m affectlite.train.offline_gpu finish RETURNED_FOLDER"
         )
