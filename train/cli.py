@@ -99,14 +99,7 @@ def _load(args, config, policy):
     from affectlite.train.pipeline import load_split
 
     if args.format == "packed":
-        from affectlite.train.pipeline import packed_split
-
-        if config.backend != "tensorflow":
-            raise InputError(
-                f"--data {args.data}: TFRecord packed folders are read with TensorFlow; train "
-                "them with --backend tensorflow."
-            )
-        return packed_split(args.data, "train"), packed_split(args.data, args.split)
+        return _packed(args.data, args.split, config.input_size)
     from affectlite.train.datasets import limit_samples, split_holdout
 
     indexes = {}
@@ -124,6 +117,23 @@ def _load(args, config, policy):
         index = limit_samples(index, limit, config.seed)
         splits[role] = load_split(index, config.input_size, policy)
     return splits["train"], splits["val"]
+
+
+def _packed(directory: str, split: str, input_size: int):
+    """A packed folder: training faces streamed from disk, validation faces in memory.
+
+    Faces packed smaller than ``input_size`` are resized in the train step as ``crop_face``
+    would upsample them; larger ones are refused (crop_face shrinks with another filter).
+    """
+    from affectlite.train.readers.packed import open_packed
+
+    train = open_packed(directory, "train")
+    if train.size > input_size:
+        raise InputError(
+            f"--data {directory}: faces are packed at {train.size} px, larger than --input-size "
+            f"{input_size}; pack at {input_size} px or train with --input-size {train.size}."
+        )
+    return train, open_packed(directory, split).load()
 
 
 def run(args: argparse.Namespace) -> int:

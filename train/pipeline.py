@@ -217,18 +217,6 @@ def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int) -> n
     return model.predict(EvalBatches(images, batch_size), verbose=0)[: len(images)]
 
 
-def packed_split(directory: str, split: str) -> Split:
-    """Loads one packed split into memory (TFRecord shards: TensorFlow backend only)."""
-    from affectlite.train.readers.packed import read_packed
-
-    images, targets, ids = [], [], []
-    for example in read_packed(directory, split).as_numpy_iterator():
-        images.append(example["image"])
-        targets.append(example["soft"])
-        ids.append(example["id"].decode())
-    return Split(np.stack(images), np.asarray(targets, np.float32), ids)
-
-
 def measure_throughput(batches: FaceBatches, count: int = 50) -> float:
     """Images per second that the loader alone delivers on one thread (no model)."""
     import time
