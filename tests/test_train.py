@@ -75,7 +75,7 @@ def test_kill_9_then_resume_continues_from_the_saved_epoch(face_folders, tmp_pat
     history = (run / "history.csv").read_text().splitlines()[1:]
     assert sorted({int(row.split(",")[0]) for row in history}) == list(range(8))
     assert json.loads((run / "metrics.json").read_text())["n"] == 32
-    assert not (run / "backup" / "finetune").exists()
+    assert not (run / "backup").exists() and not list(run.glob("phase-*"))  # success: removed
 
 
 def test_existing_run_folder_is_never_overwritten(face_folders, tmp_path):
@@ -101,8 +101,45 @@ def test_existing_run_folder_is_never_overwritten(face_folders, tmp_path):
     assert (run / "best.keras").read_text() == "a previous run"
 
 
+def test_out_is_checked_before_the_data_is_loaded(tmp_path):
+    """A taken --out is refused before a (here unreadable) dataset is even looked at."""
+    run, data = tmp_path / "run", tmp_path / "not-a-dataset"
+    run.mkdir()
+    data.mkdir()
+    (run / "best.keras").write_text("a previous run")
+    process = _affectlite("train", "--data", str(data), "--format", "folder", "--out", str(run))
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 2 and "already exists and is not empty" in output, output
+
+
+def test_a_failed_run_without_checkpoint_does_not_block_its_out(face_folders, tmp_path):
+    """A run that failed before its first checkpoint left only config.json (and a few outputs):
+    the same command starts again in that --out; a folder with anything else stays refused."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "augment.png").write_bytes(b"")
+    command = ["train", "--data", str(face_folders), "--format", "folder", "--backbone",
+               "compact", "--input-size", "32", "--weights", "none", "--epochs", "1",
+               "--batch-size", "16", "--out", str(run)]  # fmt: skip
+    process = _affectlite(*command)
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output[-3000:]
+    assert json.loads((run / "config.json").read_text())["backbone"] == "compact"
+    assert (run / "best.keras").is_file() and not list(run.glob("phase-*"))
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    (other / "notes.txt").write_text("mine")
+    process = _affectlite(*command[:-1], str(other))
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 2 and "already exists" in output, output
+    assert (other / "notes.txt").read_text() == "mine"
+
+
 def test_unwritable_or_missing_resume_folder_fails_before_training(tmp_path):
-    from affectlite.train.trainer import RunFolderError, prepare_run_dir
+    from affectlite.train.run_folder import RunFolderError, prepare_run_dir
 
     with pytest.raises(RunFolderError, match="nothing to resume"):
         prepare_run_dir(tmp_path / "absent", resume=True, min_free_bytes=0)
@@ -301,9 +338,9 @@ def test_train_from_a_packed_folder_then_evaluate(face_folders, tmp_path):
         assert process.returncode == 0, (step[0], output[-3000:])
     assert np.load(packed / "train-images.npy", mmap_mode="r").shape[:3] == (96, 32, 32)
     assert json.loads((run / "config.json").read_text())["data"]["format"] == "packed"
-    import keras
+    from affectlite.convert.converter import load_keras_model
 
-    assert keras.models.load_model(run / "best.keras").input_shape == (None, 48, 48, 3)
+    assert load_keras_model(run / "best.keras").input_shape == (None, 48, 48, 3)
     scored = json.loads(report.read_text())
     assert scored["n"] == 32 and scored["model_kind"] == "keras"
     assert set(scored) >= {"accuracy", "balanced_accuracy", "macro_f1", "per_class", "confusion"}

@@ -5,12 +5,15 @@ devices. JAX trainings run in subprocesses (a process chooses its Keras backend 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -112,6 +115,11 @@ def test_jax_training_never_imports_tensorflow_and_writes_the_whole_run(jax_run)
                  "confusion.png", "augment.png", "best.json"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     assert not (run / "tensorboard").exists()
+    # Success: no resume state left, and best.keras is the classifier alone, no optimizer.
+    assert not (run / "backup").exists() and not list(run.glob("phase-*"))
+    with zipfile.ZipFile(run / "best.keras") as archive, archive.open("model.weights.h5") as f:
+        with h5py.File(io.BytesIO(f.read())) as weights:
+            assert "optimizer" not in weights and "layers" in weights
     assert "history.csv, written every epoch, and curves.png stand in" in stdout
     metrics = json.loads((run / "metrics.json").read_text())
     config = json.loads((run / "config.json").read_text())

@@ -167,6 +167,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.data or not args.format:
         raise InputError("--data and --format are required (or --resume RUN).")
     check_paths(data=args.data)
+    if not args.measure_pipeline:  # before the data is loaded: a refused --out costs nothing
+        from affectlite.train.run_folder import check_run_dir
+
+        check_run_dir(Path(run_dir), resume=bool(args.resume))
     from affectlite.train.backend import use_backend
 
     use_backend(config.backend)  # before anything imports Keras

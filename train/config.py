@@ -80,6 +80,11 @@ class TrainConfig:
         _choice("mixed_precision", self.mixed_precision, PRECISION_MODES)
         _choice("distribute", self.distribute, DISTRIBUTE_MODES)
         _choice("backend", self.backend, BACKENDS)
+        foreign = {"jax": ("mirrored", "multiworker"), "tensorflow": ("data-parallel",)}
+        if self.distribute in foreign[self.backend]:
+            raise InputError(
+                f"--distribute {self.distribute} is not available on the {self.backend} backend."
+            )
         if min(self.checkpoint_interval()) < 0 or max(self.checkpoint_interval()) <= 0:
             raise InputError(
                 f"--checkpoint-every {self.checkpoint_every!r} must be positive (3 or 5m)."
@@ -127,4 +132,5 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         data = json.loads(Path(path).read_text())
+        data.setdefault("backend", DEFAULT_BACKEND)  # runs saved before --backend were TensorFlow's
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})

@@ -59,45 +59,12 @@ from affectlite.train.devices import (
 from affectlite.train.metrics import classification_report
 from affectlite.train.model import build_model
 from affectlite.train.pipeline import FaceBatches, FaceSource, Split, predict_logits
+from affectlite.train.run_folder import CONFIG_FILE, prepare_run_dir, remove_resume_state
 
-CONFIG_FILE = "config.json"
 TENSORBOARD_STAND_IN = (
     "no TensorBoard logs on the jax backend (they need TensorFlow): history.csv, written every "
     "epoch, and curves.png stand in"
 )
-
-
-class RunFolderError(InputError):
-    """The run folder cannot be used (exists, unwritable, too little disk)."""
-
-
-def prepare_run_dir(run_dir: Path, resume: bool, min_free_bytes: int) -> None:
-    """Creates (or re-opens, when resuming) the run folder after checking it is usable.
-
-    Raises:
-        RunFolderError: if the folder exists without ``resume``, cannot be written, or its disk
-            has less than ``min_free_bytes`` free.
-    """
-    if resume and not (run_dir / CONFIG_FILE).is_file():
-        raise RunFolderError(f"--resume: {run_dir} holds no {CONFIG_FILE}; nothing to resume.")
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        raise RunFolderError(
-            f"{run_dir} already exists and is not empty; pass --resume to continue that run or "
-            "choose another --out (runs are never overwritten)."
-        )
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as error:
-        raise RunFolderError(f"Cannot write to {run_dir}: {error.strerror or error}.") from error
-    free = shutil.disk_usage(run_dir).free
-    if free < min_free_bytes:
-        raise RunFolderError(
-            f"Only {free / 2**20:.0f} MiB free at {run_dir}; this run needs about "
-            f"{min_free_bytes / 2**20:.0f} MiB for checkpoints. Free space or choose another --out."
-        )
 
 
 @contextmanager
@@ -277,7 +244,12 @@ def _train(
     run_dir: Path,
     verbose: int | str,
 ) -> dict:
-    prepare_run_dir(run_dir, resume, min_free_bytes=600 * 2**20)
+    if config.batch_size % place.replicas:
+        raise InputError(
+            f"--batch-size {config.batch_size} does not split over {place.replicas} devices; "
+            f"use a multiple of {place.replicas}."
+        )
+    prepare_run_dir(run_dir, resume)
     if not resume:
         summary = {"config": asdict(config), "runtime": runtime, "data": data_summary or {}}
         write_json(run_dir / CONFIG_FILE, {**asdict(config), **summary})
@@ -297,7 +269,9 @@ def _train(
     with sigterm_as_interrupt():
         for phase, first, end, peak in config.phases():
             _run_phase(session, phase, first, end, peak)
-    return _finish(run_dir, val_split, config, runtime, time.time() - started)
+    report = _finish(run_dir, val_split, config, runtime, time.time() - started)
+    remove_resume_state(run_dir)  # only after success: a failed run keeps what resumes it
+    return report
 
 
 def _announce(runtime: dict, verbose: int | str) -> None:
