@@ -37,7 +37,7 @@ import numpy as np
 
 from affectlite.edge_app.labels import LABELS
 from affectlite.errors import InputError
-from affectlite.files import write_json, write_with
+from affectlite.files import write_json, write_text, write_with
 from affectlite.schemas import METRICS_VERSION, MetricsDocument
 from affectlite.train import plots
 from affectlite.train.augment import TrainingModel, grid_png
@@ -319,6 +319,8 @@ def _run_phase(session: _Session, phase: str, first: int, end: int, peak: float)
         _compile(model, config, peak, len(session.data), end - first)
     # Order matters: throughput is measured before other callbacks work, validation metrics
     # join the logs before they are written, and the backup is taken last.
+    backup = run_dir / "backup" / phase
+    _trim_history(run_dir / "history.csv", _saved_epoch(backup) or first)
     tensorboard = keras.backend.backend() == "tensorflow"
     callbacks = [
         Throughput(session.data.images_per_epoch, announce=bool(session.verbose)),
@@ -326,7 +328,7 @@ def _run_phase(session: _Session, phase: str, first: int, end: int, peak: float)
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         *([keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False)]
           if tensorboard else []),  # fmt: skip
-        PeriodicBackup(str(run_dir / "backup" / phase), *config.checkpoint_interval()),
+        PeriodicBackup(str(backup), *config.checkpoint_interval()),
         *session.callbacks,
     ]
     with keras_multiworker_fit(model, session.place.strategy, session.data):
@@ -338,6 +340,23 @@ def _run_phase(session: _Session, phase: str, first: int, end: int, peak: float)
             verbose=session.verbose,
         )
     write_with(done, model.save_weights)
+
+
+def _saved_epoch(backup: Path) -> int | None:
+    """The epoch a phase's resume state continues from, if it has one."""
+    metadata = backup / "training_metadata.json"
+    return json.loads(metadata.read_text())["epoch"] if metadata.is_file() else None
+
+
+def _trim_history(history: Path, start: int) -> None:
+    """Drops ``history.csv`` rows of epochs ``start`` and later: a resumed run trains them
+    again (the resume state is saved every few epochs), so each epoch keeps one row."""
+    if not history.is_file():
+        return
+    lines = history.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < start]
+    if len(kept) < len(lines):
+        write_text(history, "".join(kept))
 
 
 def _finish(
