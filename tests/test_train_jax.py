@@ -246,6 +246,63 @@ def test_data_parallel_over_two_host_devices(tmp_path):
     assert runtime["device"]["count"] == 2
 
 
+RESUME = NO_TENSORFLOW + r"""
+os.environ["KERAS_BACKEND"] = "jax"
+import csv, keras
+from pathlib import Path
+
+from affectlite.train import synthetic
+from affectlite.train.config import TrainConfig
+from affectlite.train.pipeline import Split, one_hot
+from affectlite.train.trainer import train
+
+
+class StopAfterThirdEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+
+class Epochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append(epoch)
+
+
+def split(n, seed):
+    images, labels = synthetic.make_dataset(n, 32, seed=seed)
+    return Split(images, one_hot(labels), [str(i) for i in range(n)])
+
+
+run = Path(sys.argv[1])
+data = split(64, 1), split(16, 2)
+config = TrainConfig(backbone="compact", input_size=32, weights="none", epochs=4, batch_size=16,
+                     augment=False, checkpoint_every="2", backend="jax")
+try:
+    train(config, *data, run, verbose=0, callbacks=[StopAfterThirdEpoch()])
+except KeyboardInterrupt:
+    pass
+saved = json.loads((run / "backup" / "finetune" / "training_metadata.json").read_text())["epoch"]
+epochs = Epochs()
+train(config, *data, run, resume=True, verbose=0, callbacks=[epochs])
+with (run / "history.csv").open() as handle:
+    history = [int(row["epoch"]) for row in csv.DictReader(handle)]
+print("RESULT " + json.dumps({"saved": saved, "resumed": epochs.seen, "history": history,
+                              "backup": (run / "backup").exists()}))
+"""
+
+
+def test_jax_run_resumes_from_its_last_saved_state(tmp_path):
+    """BackupAndRestore on JAX: saved every 2 epochs, interrupted after the third, the resumed
+    run trains the third and fourth again; history.csv keeps one row per epoch."""
+    process = _run(["-c", RESUME, str(tmp_path / "run")], KERAS_BACKEND="jax")
+    result = _result(process)
+    assert result == {"saved": 2, "resumed": [2, 3], "history": [0, 1, 2, 3], "backup": False}
+
+
 # In-process checks (the test process runs Keras on TensorFlow) ------------------------------
 
 
