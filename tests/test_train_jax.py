@@ -375,3 +375,25 @@ def test_resume_state_is_saved_every_n_epochs_not_every_epoch(tmp_path):
     timed.set_model(model)
     timed.on_epoch_end(0)
     assert not (tmp_path / "timed").exists()  # an hour has not passed
+
+
+def test_a_mixed_precision_classifier_is_saved_in_float32(tmp_path):
+    """bf16 is a training detail: best.keras is float32, loads and converts on TensorFlow."""
+    import keras
+
+    from affectlite.convert.converter import load_keras_model
+    from affectlite.train.callbacks import save_classifier
+    from affectlite.train.model import build_model
+
+    faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 3)).astype(np.float32)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = build_model("compact", 48, "none")
+        expected = mixed.predict(faces, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    save_classifier(mixed, tmp_path / "best.keras")
+    saved = load_keras_model(tmp_path / "best.keras")
+    assert {layer.dtype_policy.name for layer in saved._flatten_layers()} == {"float32"}
+    np.testing.assert_allclose(saved.predict(faces, verbose=0), expected, atol=0.05)

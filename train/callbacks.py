@@ -21,10 +21,30 @@ def classifier_of(model: keras.Model) -> keras.Model:
     return getattr(model, "classifier", model)
 
 
+def float32_copy(model: keras.Model) -> keras.Model:
+    """``model`` with every layer in float32 (the same weights): a model trained with mixed
+    precision is saved, converted and shipped as a float32 one."""
+    if model.dtype_policy.name == "float32":
+        return model
+
+    def to_float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy":
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {key: to_float32(value) for key, value in node.items()}
+        return [to_float32(value) for value in node] if isinstance(node, list) else node
+
+    copy = keras.saving.deserialize_keras_object(
+        to_float32(keras.saving.serialize_keras_object(model))
+    )
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def save_classifier(model: keras.Model, path: Path) -> None:
-    """Writes the classifier alone atomically: never compiled itself, it carries no optimizer
-    state, and no augmentation."""
-    write_with(path, classifier_of(model).save)
+    """Writes the classifier alone atomically, in float32: never compiled itself, it carries no
+    optimizer state, and no augmentation."""
+    write_with(path, float32_copy(classifier_of(model)).save)
 
 
 class MacroF1Checkpoint(keras.callbacks.Callback):
