@@ -68,10 +68,10 @@ def policy_name(mode: str, where: Device) -> str:
 
 
 @contextmanager
-def precision_policy(mode: str, where: Device) -> Iterator[str]:
-    """Sets the global Keras precision policy for one run, restores the previous one after;
-    yields the policy name used."""
-    policy = policy_name(mode, where)
+def precision_policy(mode: str, where: Device | None = None) -> Iterator[str]:
+    """Sets the global Keras precision policy for one run (on ``where``, default: this
+    backend's :func:`device`), restores the previous one after; yields the policy name used."""
+    policy = policy_name(mode, where or device())
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     try:
