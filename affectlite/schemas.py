@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-METRICS_VERSION = 1
+METRICS_VERSION = 2
+"""2: a training run's metrics.json adds backend, device and train_images_per_second_median."""
 BENCH_VERSION = 1
 BUNDLE_VERSION = 1
 CONVERSION_VERSION = 1
@@ -45,6 +46,9 @@ class MetricsDocument(ClassificationReport, total=False):
     data: dict[str, Any]
     wall_seconds_this_session: float
     precision_policy: str
+    backend: str
+    device: dict[str, Any]
+    train_images_per_second_median: float | None
     best_epoch: int
 
 

@@ -166,6 +166,9 @@ def fit_temperature_files(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from affectlite.train.backend import require_tensorflow
+
+    require_tensorflow()  # export, conversion and .keras scoring run on TensorFlow's Keras
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     check_positive(n=args.n, every=args.every, max_frames=args.max_frames)
     check_paths(data=args.data, bundle=args.bundle, model=args.model)

@@ -202,6 +202,9 @@ def _tie_break(run_info: dict[str, Any]) -> tuple[str, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from affectlite.train.backend import require_tensorflow
+
+    require_tensorflow()  # export, conversion and .keras scoring run on TensorFlow's Keras
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     float_layers = tuple(name.strip() for name in args.float_layers.split(",") if name.strip())
     io = check_options(args.mode, args.io, float_layers)

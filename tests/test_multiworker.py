@@ -62,8 +62,9 @@ def test_two_workers_train_and_only_the_chief_writes_the_run(tmp_path, write_fac
 
     run = out / "run"
     assert [path.name for path in out.iterdir()] == ["run"]
-    for name in ("config.json", "best.keras", "best.json", "phase-finetune.weights.h5"):
+    for name in ("config.json", "best.keras", "best.json"):
         assert (run / name).is_file(), name
+    assert not list(run.glob("phase-*")) and not (run / "backup").exists()  # done: no resume state
     assert json.loads((run / "metrics.json").read_text())["n"] == 16
     # Each process names its TensorBoard event files after its pid: one writer, the chief.
     events = list((run / "tensorboard" / "train").iterdir())
@@ -85,7 +86,7 @@ def test_two_workers_train_and_only_the_chief_writes_the_run(tmp_path, write_fac
 def test_is_chief_follows_the_multi_worker_guide(task, jobs, chief):
     import tensorflow as tf
 
-    from affectlite.train.trainer import is_chief
+    from affectlite.train.devices import is_chief
 
     spec = {job: [f"127.0.0.1:{2000 + i}" for i in range(n)] for job, n in jobs.items()}
 

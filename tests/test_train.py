@@ -45,7 +45,8 @@ def _saved_epoch(run: Path) -> int | None:
 @pytest.mark.slow
 def test_kill_9_then_resume_continues_from_the_saved_epoch(face_folders, tmp_path):
     run = tmp_path / "run"
-    common = ["--input-size", "32", "--weights", "none", "--batch-size", "16", "--no-augment"]
+    common = ["--input-size", "32", "--weights", "none", "--batch-size", "16", "--no-augment",
+              "--checkpoint-every", "1"]  # fmt: skip
     process = _affectlite(
         "train",
         "--data",
@@ -72,9 +73,9 @@ def test_kill_9_then_resume_continues_from_the_saved_epoch(face_folders, tmp_pat
     epochs_run = [line for line in output.splitlines() if line.startswith("Epoch ")]
     assert epochs_run[0].startswith(f"Epoch {saved + 1}/8"), epochs_run
     history = (run / "history.csv").read_text().splitlines()[1:]
-    assert sorted({int(row.split(",")[0]) for row in history}) == list(range(8))
+    assert sorted(int(row.split(",")[0]) for row in history) == list(range(8))  # each once
     assert json.loads((run / "metrics.json").read_text())["n"] == 32
-    assert not (run / "backup" / "finetune").exists()
+    assert not (run / "backup").exists() and not list(run.glob("phase-*"))  # success: removed
 
 
 def test_existing_run_folder_is_never_overwritten(face_folders, tmp_path):
@@ -100,8 +101,45 @@ def test_existing_run_folder_is_never_overwritten(face_folders, tmp_path):
     assert (run / "best.keras").read_text() == "a previous run"
 
 
+def test_out_is_checked_before_the_data_is_loaded(tmp_path):
+    """A taken --out is refused before a (here unreadable) dataset is even looked at."""
+    run, data = tmp_path / "run", tmp_path / "not-a-dataset"
+    run.mkdir()
+    data.mkdir()
+    (run / "best.keras").write_text("a previous run")
+    process = _affectlite("train", "--data", str(data), "--format", "folder", "--out", str(run))
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 2 and "already exists and is not empty" in output, output
+
+
+def test_a_failed_run_without_checkpoint_does_not_block_its_out(face_folders, tmp_path):
+    """A run that failed before its first checkpoint left only config.json (and a few outputs):
+    the same command starts again in that --out; a folder with anything else stays refused."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "augment.png").write_bytes(b"")
+    command = ["train", "--data", str(face_folders), "--format", "folder", "--backbone",
+               "compact", "--input-size", "32", "--weights", "none", "--epochs", "1",
+               "--batch-size", "16", "--out", str(run)]  # fmt: skip
+    process = _affectlite(*command)
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output[-3000:]
+    assert json.loads((run / "config.json").read_text())["backbone"] == "compact"
+    assert (run / "best.keras").is_file() and not list(run.glob("phase-*"))
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    (other / "notes.txt").write_text("mine")
+    process = _affectlite(*command[:-1], str(other))
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 2 and "already exists" in output, output
+    assert (other / "notes.txt").read_text() == "mine"
+
+
 def test_unwritable_or_missing_resume_folder_fails_before_training(tmp_path):
-    from affectlite.train.trainer import RunFolderError, prepare_run_dir
+    from affectlite.train.run_folder import RunFolderError, prepare_run_dir
 
     with pytest.raises(RunFolderError, match="nothing to resume"):
         prepare_run_dir(tmp_path / "absent", resume=True, min_free_bytes=0)
@@ -248,7 +286,8 @@ def test_in_model_preprocessing_survives_int8(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_from_packed_shards_then_evaluate(face_folders, tmp_path):
+def test_train_from_a_packed_folder_then_evaluate(face_folders, tmp_path):
+    """Faces packed at 32 px stream from disk into a 48 px model (resized in the train step)."""
     packed, run, report = tmp_path / "packed", tmp_path / "run", tmp_path / "eval.json"
     steps = [
         (
@@ -261,8 +300,6 @@ def test_train_from_packed_shards_then_evaluate(face_folders, tmp_path):
             str(packed),
             "--input-size",
             "32",
-            "--shard-size",
-            "40",
         ),
         (
             "train",
@@ -270,8 +307,10 @@ def test_train_from_packed_shards_then_evaluate(face_folders, tmp_path):
             str(packed),
             "--format",
             "packed",
+            "--backbone",
+            "compact",
             "--input-size",
-            "32",
+            "48",
             "--weights",
             "none",
             "--epochs",
@@ -297,8 +336,11 @@ def test_train_from_packed_shards_then_evaluate(face_folders, tmp_path):
         process = _affectlite(*step)
         output = process.communicate(timeout=600)[0]
         assert process.returncode == 0, (step[0], output[-3000:])
-    assert len(list(packed.glob("train-*.tfrecord"))) == 3  # 96 faces in shards of 40
+    assert np.load(packed / "train-images.npy", mmap_mode="r").shape[:3] == (96, 32, 32)
     assert json.loads((run / "config.json").read_text())["data"]["format"] == "packed"
+    from affectlite.convert.converter import load_keras_model
+
+    assert load_keras_model(run / "best.keras").input_shape == (None, 48, 48, 3)
     scored = json.loads(report.read_text())
     assert scored["n"] == 32 and scored["model_kind"] == "keras"
     assert set(scored) >= {"accuracy", "balanced_accuracy", "macro_f1", "per_class", "confusion"}
@@ -358,38 +400,43 @@ def test_loss_weights_equalise_classes_and_sqrt_is_the_square_root():
     assert with_absent.tolist() == [1, 0, 1, 0, 1, 0, 1, 0]
 
 
+def _epoch(batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    images, targets, weights = zip(*(batches[i] for i in range(len(batches))))
+    return np.concatenate(images), np.concatenate(targets), np.concatenate(weights)
+
+
 @pytest.mark.parametrize("balance", ["loss", "sqrt", "none"])
 def test_train_batches_carry_the_class_weight_of_each_example(balance):
-    from affectlite.train.pipeline import loss_weights, train_dataset
+    from affectlite.train.pipeline import FaceBatches, loss_weights
 
     split = _imbalanced_split([40, 20, 10, 10, 5, 5, 5, 1])
+    split.images[:] = np.arange(len(split))[:, None, None, None] % 256  # face i is all i
     expected = loss_weights(split.targets, balance)
-    seen = 0
-    for _, targets, weights in train_dataset(split, 16, balance=balance, augment=False):
-        np.testing.assert_allclose(weights.numpy(), expected[targets.numpy().argmax(1)], 1e-6)
-        seen += len(weights)
-    assert seen == 96  # 6 full batches of 16
+    batches = FaceBatches(split, 16, balance=balance)
+    images, targets, weights = _epoch(batches)
+    assert len(batches) == 6 and images.dtype == np.uint8 and len(weights) == 96
+    np.testing.assert_allclose(weights, expected[targets.argmax(1)], 1e-6)
+    faces = images[:, 0, 0, 0].astype(int)
+    np.testing.assert_array_equal(targets, split.targets[faces])  # each face with its target
+    assert sorted(faces) == list(range(96))  # every face once per epoch
+    batches.on_epoch_end()
+    assert not np.array_equal(_epoch(batches)[0][:, 0, 0, 0], faces)  # reshuffled
 
 
 def test_sampling_draws_classes_evenly():
-    from affectlite.train.pipeline import train_dataset
+    from affectlite.train.pipeline import FaceBatches
 
     split = _imbalanced_split([400, 200, 100, 100, 50, 50, 50, 50])
-    labels = np.concatenate(
-        [
-            t.numpy().argmax(1)
-            for _, t, _ in train_dataset(split, 50, balance="sampling", augment=False)
-        ]
-    )
+    labels = _epoch(FaceBatches(split, 50, balance="sampling"))[1].argmax(1)
     shares = np.bincount(labels, minlength=len(LABELS)) / len(labels)
     assert len(labels) == 1000 and np.all(np.abs(shares - 1 / 8) < 0.05), shares
 
 
 def test_unknown_balance_mode_is_refused(face_folders):
-    from affectlite.train.pipeline import train_dataset
+    from affectlite.train.pipeline import FaceBatches
 
     with pytest.raises(ValueError, match="balance must be one of loss, sqrt, sampling, none"):
-        train_dataset(_imbalanced_split([2] * 8), 4, balance="inverse")
+        FaceBatches(_imbalanced_split([2] * 8), 4, balance="inverse")
     process = _affectlite(
         "train", "--data", str(face_folders), "--format", "folder", "--balance", "inverse"
     )  # fmt: skip

@@ -9,16 +9,20 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
+
 from affectlite.edge_app.labels import LABELS
 from affectlite.edge_app.preprocess import CropPolicy
 from affectlite.errors import InputError
 from affectlite.options import LIMIT_HELP, add_dataset, add_input_size, check_paths
 from affectlite.train.config import (
     BACKBONE_NAMES,
+    BACKENDS,
     BALANCE_MODES,
     DISTRIBUTE_MODES,
     PRECISION_MODES,
     TrainConfig,
+    default_backend,
 )
 
 _HELP = {
@@ -29,8 +33,14 @@ _HELP = {
     "head_epochs": "epochs with the backbone frozen (pretrained weights only)",
     "balance": "class balancing: loss (inverse frequency), sqrt (its square root), sampling "
     "or none",
-    "mixed_precision": "auto (float16 on GPU), on or off",
-    "distribute": "auto, none, mirrored or multiworker (reads TF_CONFIG)",
+    "mixed_precision": "auto (bf16 on accelerators that have it, else float16 on a GPU, float32 "
+    "on a CPU), bf16 (mixed bfloat16), on (mixed float16) or off",
+    "distribute": "auto, none, data-parallel (jax: every batch split over all devices), "
+    "mirrored or multiworker (tensorflow; multiworker reads TF_CONFIG)",
+    "backend": "Keras backend: jax or tensorflow (default: KERAS_BACKEND, else tensorflow); "
+    "a resumed run keeps its own",
+    "checkpoint_every": "save the resume state every N epochs (3) or at the end of the first "
+    "epoch N minutes after the last save (5m)",
     "init": "start from a trained model (.keras) of the same backbone and input size, head "
     "included, and train it further in one phase (e.g. longer, or with --balance)",
     "batch_size": "images per training step",
@@ -53,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "balance": BALANCE_MODES,
         "mixed_precision": PRECISION_MODES,
         "distribute": DISTRIBUTE_MODES,
+        "backend": BACKENDS,
     }
 
     add_dataset(parser, split_help="split used for validation", packed=True)
@@ -76,12 +87,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="BATCHES",
         default=0,
-        help="only time the tf.data input pipeline over BATCHES batches (images/s), no training",
+        help="only time the input pipeline over BATCHES batches (images/s), no training",
     )
     add_input_size(parser)
     for field in (f for f in fields(TrainConfig) if f.name != "input_size"):
         flag = "--" + field.name.replace("_", "-")
-        if isinstance(field.default, bool):
+        if field.name == "backend":  # None: not given (a resumed run keeps its own)
+            parser.add_argument(flag, choices=BACKENDS, help=_HELP["backend"])
+        elif isinstance(field.default, bool):
             parser.add_argument(
                 flag,
                 action=argparse.BooleanOptionalAction,
@@ -103,9 +116,7 @@ def _load(args, config, policy):
     from affectlite.train.pipeline import load_split
 
     if args.format == "packed":
-        from affectlite.train.pipeline import packed_split
-
-        return Path(args.data), packed_split(args.data, args.split)
+        return _packed(args.data, args.split, config.input_size)
     from affectlite.train.datasets import limit_samples, split_holdout
 
     indexes = {}
@@ -125,6 +136,23 @@ def _load(args, config, policy):
     return splits["train"], splits["val"]
 
 
+def _packed(directory: str, split: str, input_size: int):
+    """A packed folder: training faces streamed from disk, validation faces in memory.
+
+    Faces packed smaller than ``input_size`` are resized in the train step as ``crop_face``
+    would upsample them; larger ones are refused (crop_face shrinks with another filter).
+    """
+    from affectlite.train.readers.packed import open_packed
+
+    train = open_packed(directory, "train")
+    if train.size > input_size:
+        raise InputError(
+            f"--data {directory}: faces are packed at {train.size} px, larger than --input-size "
+            f"{input_size}; pack at {input_size} px or train with --input-size {train.size}."
+        )
+    return train, open_packed(directory, split).load()
+
+
 def run(args: argparse.Namespace) -> int:
     check_paths(data=args.data, resume=args.resume)
     if args.resume:
@@ -136,6 +164,11 @@ def run(args: argparse.Namespace) -> int:
         if saved is None:
             raise InputError(f"--resume {args.resume}: holds no config.json to resume.")
         config = TrainConfig.load(args.resume / "config.json")
+        if args.backend and args.backend != config.backend:
+            raise InputError(
+                f"--resume {args.resume}: this run trains on the {config.backend} backend; it "
+                f"cannot continue on {args.backend} (drop --backend)."
+            )
         data = saved.get("data", {})
         args.data, args.format = args.data or data.get("root"), args.format or data.get("format")
         args.ferplus_mode = data.get("ferplus_mode", args.ferplus_mode)
@@ -144,12 +177,20 @@ def run(args: argparse.Namespace) -> int:
         args.holdout = data.get("holdout", 0.0)
         run_dir = args.resume
     else:
-        config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+        options = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+        config = TrainConfig(**{**options, "backend": args.backend or default_backend()})
         check_paths(init=config.init or None)
         run_dir = args.out or Path("runs") / f"{args.format}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.data or not args.format:
         raise InputError("--data and --format are required (or --resume RUN).")
     check_paths(data=args.data)
+    if not args.measure_pipeline:  # before the data is loaded: a refused --out costs nothing
+        from affectlite.train.run_folder import check_run_dir
+
+        check_run_dir(Path(run_dir), resume=bool(args.resume))
+    from affectlite.train.backend import use_backend
+
+    use_backend(config.backend)  # before anything imports Keras
     policy = CropPolicy(margin=args.margin)
     train_split, val_split = _load(args, config, policy)
     if args.measure_pipeline:
@@ -170,19 +211,14 @@ def run(args: argparse.Namespace) -> int:
         "val_limit": args.val_limit,
         "margin": args.margin,
         "crop": policy.to_dict(),
-        "train_counts": (
-            dict(zip(LABELS, train_split.class_counts().tolist()))
-            if hasattr(train_split, "class_counts")
-            else "streamed from packed shards"
-        ),
+        "train_counts": dict(zip(LABELS, _class_counts(train_split))),
         "val_counts": dict(zip(LABELS, val_split.class_counts().tolist())),
         "skipped": {
             "train": len(getattr(train_split, "skipped", ())),
             "val": len(val_split.skipped),
         },
     }
-    source = f"{len(train_split.ids)} images" if hasattr(train_split, "ids") else train_split
-    print(f"train {source}, validation {len(val_split.ids)} images → {run_dir}")
+    print(f"train {len(train_split)} images, validation {len(val_split)} images → {run_dir}")
     from affectlite.train.trainer import train
 
     try:
@@ -210,22 +246,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _class_counts(source) -> list[int]:
+    return np.bincount(source.targets.argmax(axis=1), minlength=len(LABELS)).tolist()
+
+
 def _measure_pipeline(train_split, config, batches: int) -> int:
     """Prints how many images per second the input pipeline alone delivers."""
-    from affectlite.train.pipeline import (
-        measure_throughput,
-        packed_train_dataset,
-        train_dataset,
-    )
+    from affectlite.train.pipeline import FaceBatches, measure_throughput
 
-    options = {"balance": config.balance, "augment": config.augment, "seed": config.seed}
-    if hasattr(train_split, "ids"):
-        data = train_dataset(train_split, config.batch_size, **options)
-    else:
-        data = packed_train_dataset(str(train_split), config.batch_size, **options)
+    data = FaceBatches(train_split, config.batch_size, balance=config.balance, seed=config.seed)
     rate = measure_throughput(data, batches)
     print(
         f"input pipeline: {rate:.0f} images/s ({batches} batches of {config.batch_size}, "
-        f"{config.input_size}px, augment={config.augment}, balance={config.balance})"
+        f"{config.input_size}px, balance={config.balance}, one thread; augmentation runs in "
+        "the train step)"
     )
     return 0

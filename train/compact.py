@@ -31,7 +31,7 @@ class GreyPreprocess(keras.layers.Layer):
 
     def call(self, inputs):
         kernel = np.array(LUMA, dtype="float32").reshape(1, 1, 3, 1) / 127.5
-        grey = keras.ops.conv(inputs, keras.ops.convert_to_tensor(kernel))
+        grey = keras.ops.conv(inputs, keras.ops.convert_to_tensor(kernel, inputs.dtype))
         return grey - 1.0
 
 

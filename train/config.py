@@ -7,7 +7,8 @@ a typo (``--backbone resnet5``) is refused before a dataset is decoded or a run 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from affectlite.errors import InputError
@@ -15,9 +16,18 @@ from affectlite.errors import InputError
 BACKBONE_NAMES = ("resnet50", "mobilenetv3large", "efficientnetv2b0", "compact")
 """Backbones :func:`affectlite.train.model.build_model` builds (``compact`` is the kit's own)."""
 BALANCE_MODES = ("loss", "sqrt", "sampling", "none")
-PRECISION_MODES = ("auto", "on", "off")
-DISTRIBUTE_MODES = ("auto", "none", "mirrored", "multiworker")
+PRECISION_MODES = ("auto", "on", "off", "bf16")
+DISTRIBUTE_MODES = ("auto", "none", "data-parallel", "mirrored", "multiworker")
+"""``data-parallel`` on JAX; ``mirrored`` and ``multiworker`` on TensorFlow."""
+BACKENDS = ("jax", "tensorflow")
+DEFAULT_BACKEND = "tensorflow"
 MIN_INPUT_SIZE = 32
+
+
+def default_backend() -> str:
+    """``KERAS_BACKEND`` when it names a supported backend, else TensorFlow."""
+    name = os.environ.get("KERAS_BACKEND", "")
+    return name if name in BACKENDS else DEFAULT_BACKEND
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -48,12 +58,37 @@ class TrainConfig:
     distribute: str = "auto"
     seed: int = 0
     init: str = ""
+    backend: str = field(default_factory=default_backend)
+    checkpoint_every: str = "5m"
+
+    def checkpoint_interval(self) -> tuple[int, float]:
+        """``(epochs, seconds)`` between resume-state saves: ``"3"`` every 3 epochs, ``"5m"``
+        at the end of the first epoch 5 minutes or more after the previous save."""
+        text = self.checkpoint_every.strip().lower()
+        try:
+            if text.endswith("m"):
+                return 0, float(text[:-1]) * 60
+            return int(text), 0.0
+        except ValueError:
+            raise InputError(
+                f"--checkpoint-every {self.checkpoint_every!r}: give epochs (3) or minutes (5m)."
+            ) from None
 
     def __post_init__(self) -> None:
         _choice("backbone", self.backbone, BACKBONE_NAMES)
         _choice("balance", self.balance, BALANCE_MODES)
         _choice("mixed_precision", self.mixed_precision, PRECISION_MODES)
         _choice("distribute", self.distribute, DISTRIBUTE_MODES)
+        _choice("backend", self.backend, BACKENDS)
+        foreign = {"jax": ("mirrored", "multiworker"), "tensorflow": ("data-parallel",)}
+        if self.distribute in foreign[self.backend]:
+            raise InputError(
+                f"--distribute {self.distribute} is not available on the {self.backend} backend."
+            )
+        if min(self.checkpoint_interval()) < 0 or max(self.checkpoint_interval()) <= 0:
+            raise InputError(
+                f"--checkpoint-every {self.checkpoint_every!r} must be positive (3 or 5m)."
+            )
         if self.input_size < MIN_INPUT_SIZE:
             raise InputError(
                 f"--input-size must be at least {MIN_INPUT_SIZE} pixels, got {self.input_size}."
@@ -97,4 +132,5 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         data = json.loads(Path(path).read_text())
+        data.setdefault("backend", DEFAULT_BACKEND)  # runs saved before --backend were TensorFlow's
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})

@@ -1,9 +1,10 @@
-"""``affectlite data``: check an expression dataset, or pack it into TFRecord shards.
+"""``affectlite data``: check an expression dataset, or pack its face crops for training.
 
 ``affectlite data inspect PATH --format F [--json OUT]`` reads the labels, decodes every image
 and reports samples per class and split, dropped rows and why, unreadable images and image
 sizes. ``affectlite data pack PATH --format F --out DIR --input-size S`` writes each split's face
-crops as sharded TFRecords (see ``affectlite.train.readers.packed``) for fast training.
+crops as ``.npy`` files read with NumPy alone (see ``affectlite.train.readers.packed``), so
+training on either backend streams them from disk.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "inspect", help="decode every image and report what is there", formatter_class=HelpFormatter
     )
     pack = actions.add_parser(
-        "pack", help="write face crops as sharded TFRecords", formatter_class=HelpFormatter
+        "pack", help="write face crops as .npy files for training", formatter_class=HelpFormatter
     )
     for sub in (inspect, pack):
         sub.add_argument("path", type=Path, help="dataset folder (or the FER2013 CSV file)")
@@ -72,8 +73,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=CropPolicy().margin,
         help="face-box margin (datasets with face boxes only)",
     )
-    pack.add_argument("--shard-size", type=int, default=2048, help="examples per shard")
-    pack.add_argument("--seed", type=int, default=0, help="shuffle seed for the shard order")
 
 
 def _indices(args: argparse.Namespace) -> list[DatasetIndex]:
@@ -178,41 +177,30 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from affectlite.train.readers.packed import MANIFEST, pack_split, write_manifest
+    from affectlite.train.readers.packed import MANIFEST, pack
 
     if args.input_size < MIN_FACE_SIDE:
         raise InputError(f"--input-size must be at least {MIN_FACE_SIDE}, got {args.input_size}.")
-    policy = CropPolicy(margin=args.margin)
     indices = _indices(args)  # every split is read before anything is written
-    (args.out / MANIFEST).unlink(missing_ok=True)  # the folder is unfinished until the end
-    manifest = {
+    source = {
         "root": str(args.path),
         "format": args.format,
         "ferplus_mode": args.ferplus_mode if args.format == "ferplus" else None,
-        "size": args.input_size,
-        "crop_policy": policy.to_dict(),
-        "classes": list(indices[0].classes),
-        "splits": {},
     }
-    for index in indices:
-        entry = pack_split(
-            index,
-            args.out,
-            args.input_size,
-            policy=policy,
-            shard_size=args.shard_size,
-            workers=args.workers,
-            seed=args.seed,
-        )
-        manifest["splits"][index.split] = entry
+    policy = CropPolicy(margin=args.margin)
+    manifest = pack(
+        indices, args.out, args.input_size, source=source, policy=policy, workers=args.workers
+    )
+    for split, entry in manifest["splits"].items():
+        grey = ", grey (stored 1-channel)" if entry["channels"] == 1 else ""
+        dropped = sum(entry["skipped_by_reason"].values())
         print(
-            f"{index.split}: {entry['count']:,} faces in {len(entry['files'])} shard(s), "
-            f"{len(index.skipped):,} rows dropped, {len(entry['failed']):,} unreadable images"
+            f"{split}: {entry['count']:,} faces{grey}, {dropped:,} rows dropped, "
+            f"{len(entry['failed']):,} unreadable images"
         )
         for sample_id, error in entry["failed"][:_SHOWN]:
             print(f"  unreadable {sample_id}: {error}")
-    path = write_manifest(args.out, manifest)
-    print(f"packed dataset: {path}")
+    print(f"packed dataset: {args.out / MANIFEST}")
     return 0
 
 

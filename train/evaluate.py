@@ -226,6 +226,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from affectlite.train.backend import require_tensorflow
+
+    require_tensorflow()  # export, conversion and .keras scoring run on TensorFlow's Keras
     if args.model is None and args.bundle is None:
         args.bundle = DEFAULT_BUNDLE
         print(f"affectlite evaluate: using the default bundle {DEFAULT_BUNDLE}", file=sys.stderr)

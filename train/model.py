@@ -40,8 +40,9 @@ class CaffePreprocess(keras.layers.Layer):
 
     def call(self, inputs):
         kernel = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3)
-        bgr = keras.ops.conv(inputs, keras.ops.convert_to_tensor(kernel))
-        return bgr - keras.ops.convert_to_tensor(np.array(self.MEAN_BGR, dtype="float32"))
+        bgr = keras.ops.conv(inputs, keras.ops.convert_to_tensor(kernel, inputs.dtype))
+        mean = keras.ops.convert_to_tensor(np.array(self.MEAN_BGR, "float32"), inputs.dtype)
+        return bgr - mean
 
 
 @dataclass(frozen=True)

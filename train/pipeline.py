@@ -1,8 +1,13 @@
-"""The tf.data input pipeline: in-memory face crops or packed TFRecords → augmented batches.
+"""The input pipeline for both backends: face sources → shuffled uint8 batches for ``fit``.
 
 Crops are made once with the device contract (``edge_app.preprocess.crop_face``) so training,
 calibration and the device see identical faces. Targets are always 8-way probability vectors
 (one-hot, or FER+ vote distributions), with optional per-example class-balancing weights.
+
+No tf.data: :class:`FaceBatches` is a ``keras.utils.PyDataset`` that reads any
+:class:`FaceSource` (an in-memory :class:`Split`, or a packed split streamed from disk) and
+yields ``(uint8 images, targets, weights)``; augmentation runs later, inside the compiled train
+step (:mod:`affectlite.train.augment`).
 """
 
 from __future__ import annotations
@@ -10,17 +15,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
+import keras
 import numpy as np
-import tensorflow as tf
 
-from affectlite.edge_app.labels import LABELS, NUM_CLASSES
+from affectlite.edge_app.labels import NUM_CLASSES
 from affectlite.edge_app.preprocess import CropPolicy, ImageError
 from affectlite.errors import InputError
 from affectlite.progress import progress
 from affectlite.train.config import BALANCE_MODES
 
-AUTOTUNE = tf.data.AUTOTUNE
+
+class FaceSource(Protocol):
+    """Faces to train on: targets in memory, pixels read on demand (in memory or from disk)."""
+
+    targets: np.ndarray  # (N, 8) float32
+
+    def __len__(self) -> int: ...
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """uint8 ``(k, H, W, 3)`` faces at ``indices`` (sorted ascending)."""
+        ...
 
 
 @dataclass
@@ -47,6 +63,12 @@ class Split:
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=NUM_CLASSES)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        return self.images[indices]
 
     def take(self, indices: Sequence[int]) -> Split:
         indices = np.asarray(indices)
@@ -109,129 +131,100 @@ def loss_weights(targets: np.ndarray, balance: str) -> np.ndarray:
     return class_weights(targets, power) if power else np.ones(NUM_CLASSES, np.float32)
 
 
-def augmenter(seed: int = 0) -> tf.keras.Sequential:
-    """Flip, small rotation/scale/shift, brightness/contrast and random erasing (0..255 pixels)."""
-    import keras
-
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed),
-            keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed),
-            keras.layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed),
-            keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
-            keras.layers.RandomContrast(0.2, value_range=(0, 255), seed=seed),
-            keras.layers.RandomErasing(factor=0.25, scale=(0.02, 0.12), seed=seed),
-        ],
-        name="augment",
-    )
-
-
-def train_dataset(
-    split: Split,
-    batch_size: int,
-    *,
-    balance: str = "loss",
-    augment: bool = True,
-    seed: int = 0,
-) -> tf.data.Dataset:
-    """Shuffled, augmented training batches of ``(images float32, targets, weights)``.
+class FaceBatches(keras.utils.PyDataset):
+    """Shuffled training batches ``(uint8 images, float32 targets, float32 weights)`` of a
+    :class:`FaceSource`, in a new order every epoch.
 
     Args:
-        balance: ``"loss"`` weights each example by its class's inverse frequency,
-            ``"sqrt"`` by its square root, ``"sampling"`` draws classes uniformly,
-            ``"none"`` leaves the data as is.
+        balance: ``"loss"`` weights each example by its class's inverse frequency, ``"sqrt"``
+            by its square root, ``"sampling"`` draws classes uniformly (as many draws as
+            faces), ``"none"`` leaves the data as is.
+        workers: threads that read batches ahead of the train step.
+
+    The last incomplete batch is dropped (one input shape, so one compiled step), unless the
+    source is smaller than one batch.
     """
-    weights = loss_weights(split.targets, balance)
-    example_weight = (split.targets @ weights).astype(np.float32)
-    if balance == "sampling":
-        labels = split.labels
-        per_class = [
-            _examples(split, example_weight, np.flatnonzero(labels == c))
-            .shuffle(20_000, seed=seed)
-            .repeat()
-            for c in np.unique(labels)
-        ]
-        data = tf.data.Dataset.sample_from_datasets(per_class, seed=seed).take(len(split.ids))
-    else:
-        data = _examples(split, example_weight, np.arange(len(split.ids)))
-        data = data.shuffle(min(len(split.ids), 20_000), seed=seed, reshuffle_each_iteration=True)
-    data = data.batch(batch_size, drop_remainder=len(split.images) >= batch_size)
-    data = data.map(_to_float, num_parallel_calls=AUTOTUNE)
-    if augment:
-        layers = augmenter(seed)
-        data = data.map(
-            lambda x, y, w: (layers(x, training=True), y, w), num_parallel_calls=AUTOTUNE
-        )
-    return data.prefetch(AUTOTUNE)
+
+    def __init__(
+        self,
+        source: FaceSource,
+        batch_size: int,
+        *,
+        balance: str = "loss",
+        seed: int = 0,
+        workers: int = 2,
+    ) -> None:
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
+        weights = loss_weights(source.targets, balance)
+        self.source, self.batch_size, self.balance = source, batch_size, balance
+        self.labels = source.targets.argmax(axis=1)
+        self.example_weight = (source.targets @ weights).astype(np.float32)
+        self.rng = np.random.default_rng(seed)
+        self.order = self._order()
+
+    def __len__(self) -> int:
+        return max(1, len(self.order) // self.batch_size)
+
+    @property
+    def images_per_epoch(self) -> int:
+        return min(len(self.order), len(self) * self.batch_size)
+
+    def _order(self) -> np.ndarray:
+        count = len(self.source)
+        if self.balance != "sampling":
+            return self.rng.permutation(count)
+        classes = np.unique(self.labels)
+        drawn = classes[self.rng.integers(0, len(classes), count)]
+        order = np.empty(count, np.int64)
+        for label in classes:
+            slots = np.flatnonzero(drawn == label)
+            members = np.flatnonzero(self.labels == label)
+            cycles = -(-len(slots) // len(members))
+            picks = np.concatenate([self.rng.permutation(members) for _ in range(cycles)])
+            order[slots] = picks[: len(slots)]
+        return order
+
+    def on_epoch_end(self) -> None:
+        self.order = self._order()
+
+    def __getitem__(self, index: int):
+        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        unique, inverse = np.unique(chosen, return_inverse=True)
+        images = self.source.read(unique)[inverse]
+        return images, self.source.targets[chosen], self.example_weight[chosen]
 
 
-def packed_train_dataset(
-    directory: str, batch_size: int, *, balance: str = "loss", augment: bool = True, seed: int = 0
-) -> tf.data.Dataset:
-    """Streams training batches from ``affectlite data pack`` shards (for sets too large for
-    memory, such as AffectNet), with the same targets, weights and augmentation as
-    :func:`train_dataset`. ``balance="sampling"`` needs in-memory data and is refused."""
-    from affectlite.train.readers.packed import read_manifest, read_packed
+class EvalBatches(keras.utils.PyDataset):
+    """Images in order, the last batch padded to full size so every batch has one shape."""
 
-    if balance == "sampling":
-        raise InputError("Packed data supports balance loss, sqrt or none, not sampling.")
-    counts = read_manifest(directory)["splits"]["train"]["counts"]
-    total = np.array([counts.get(label, 0) for label in LABELS], np.float32)
-    weights = loss_weights(total[None], balance)
-    weight_table = tf.constant(weights, tf.float32)
-    data = read_packed(directory, "train").shuffle(20_000, seed=seed)
-    data = data.map(
-        lambda e: (e["image"], e["soft"], tf.reduce_sum(e["soft"] * weight_table)),
-        num_parallel_calls=AUTOTUNE,
-    )
-    data = data.batch(batch_size, drop_remainder=True).map(_to_float, num_parallel_calls=AUTOTUNE)
-    if augment:
-        layers = augmenter(seed)
-        data = data.map(
-            lambda x, y, w: (layers(x, training=True), y, w), num_parallel_calls=AUTOTUNE
-        )
-    steps = int(total.sum()) // batch_size
-    return data.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(AUTOTUNE)
+    def __init__(self, images: np.ndarray, batch_size: int) -> None:
+        super().__init__()
+        self.images, self.batch_size = images, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        batch = self.images[index * self.batch_size : (index + 1) * self.batch_size]
+        missing = self.batch_size - len(batch)
+        if missing:
+            batch = np.concatenate([batch, np.zeros((missing, *batch.shape[1:]), batch.dtype)])
+        return (batch,)
 
 
-def packed_split(directory: str, split: str) -> Split:
-    """Loads one packed split (e.g. validation) into memory."""
-    from affectlite.train.readers.packed import read_packed
-
-    images, targets, ids = [], [], []
-    for example in read_packed(directory, split).as_numpy_iterator():
-        images.append(example["image"])
-        targets.append(example["soft"])
-        ids.append(example["id"].decode())
-    return Split(np.stack(images), np.asarray(targets, np.float32), ids)
+def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """The model's outputs for ``images``, in order."""
+    return model.predict(EvalBatches(images, batch_size), verbose=0)[: len(images)]
 
 
-def _examples(split: Split, weight: np.ndarray, indices: np.ndarray) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices(
-        (split.images[indices], split.targets[indices], weight[indices])
-    )
-
-
-def _to_float(x, y, w):
-    return tf.cast(x, tf.float32), y, w
-
-
-def eval_dataset(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """Un-augmented float batches of images, in order."""
-    data = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-    return data.map(lambda x: tf.cast(x, tf.float32), num_parallel_calls=AUTOTUNE).prefetch(
-        AUTOTUNE
-    )
-
-
-def measure_throughput(dataset: tf.data.Dataset, batches: int = 50) -> float:
-    """Images per second that the pipeline alone delivers (no model)."""
+def measure_throughput(batches: FaceBatches, count: int = 50) -> float:
+    """Images per second that the loader alone delivers on one thread (no model)."""
     import time
 
-    iterator = iter(dataset.repeat())
-    next(iterator)
-    start, count = time.perf_counter(), 0
-    for _ in range(batches):
-        count += int(tf.shape(next(iterator)[0])[0])
-    return count / (time.perf_counter() - start)
+    batches[0]
+    start, images = time.perf_counter(), 0
+    for step in range(count):
+        if step and step % len(batches) == 0:
+            batches.on_epoch_end()
+        images += len(batches[step % len(batches)][0])
+    return images / (time.perf_counter() - start)

@@ -6,20 +6,27 @@ whole network is fine-tuned with a small learning rate; BatchNorm layers of a pr
 stay in inference mode, because their ImageNet statistics are better than those of small batches.
 From scratch (``weights="none"``) there is nothing to protect: one phase, everything trainable.
 
-Interruptions: ``keras.callbacks.BackupAndRestore`` saves the state after every epoch; SIGTERM is
-turned into ``KeyboardInterrupt``; ``resume=True`` continues from the last complete epoch with the
-run folder's saved configuration. The best model (by validation macro-F1) is written atomically.
+The same code runs on JAX and TensorFlow (``keras.backend.backend()``): batches come from a
+``keras.utils.PyDataset`` (:mod:`affectlite.train.pipeline`), augmentation runs inside the
+compiled step (:mod:`affectlite.train.augment`; jit-compiled on JAX; on TensorFlow without XLA,
+which cannot compile ``ImageProjectiveTransformV3``), devices and precision come from
+:mod:`affectlite.train.devices`. TensorBoard logs need TensorFlow: on JAX, ``history.csv`` and
+``curves.png`` stand in.
+
+Interruptions: the resume state is saved every ``--checkpoint-every`` epochs or minutes
+(:class:`~affectlite.train.callbacks.PeriodicBackup`); SIGTERM is turned into
+``KeyboardInterrupt``; ``resume=True`` continues from the last saved epoch with the run folder's
+saved configuration. The best model (by validation macro-F1) is written atomically.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -27,93 +34,37 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from affectlite.edge_app.labels import LABELS
 from affectlite.errors import InputError
-from affectlite.files import write_json, write_with
+from affectlite.files import write_json, write_text, write_with
 from affectlite.schemas import METRICS_VERSION, MetricsDocument
 from affectlite.train import plots
+from affectlite.train.augment import TrainingModel, grid_png
+from affectlite.train.callbacks import (
+    BEST_MODEL,
+    MacroF1Checkpoint,
+    PeriodicBackup,
+    Throughput,
+    median_rate,
+)
 from affectlite.train.config import TrainConfig
+from affectlite.train.devices import (
+    Placement,
+    device,
+    keras_multiworker_fit,
+    placement,
+    precision_policy,
+)
 from affectlite.train.metrics import classification_report
 from affectlite.train.model import build_model
-from affectlite.train.pipeline import Split, eval_dataset, packed_train_dataset, train_dataset
+from affectlite.train.pipeline import FaceBatches, FaceSource, Split, predict_logits
+from affectlite.train.run_folder import CONFIG_FILE, prepare_run_dir, remove_resume_state
 
-CONFIG_FILE = "config.json"
-BEST_MODEL = "best.keras"
-
-
-class RunFolderError(InputError):
-    """The run folder cannot be used (exists, unwritable, too little disk)."""
-
-
-class MacroF1Checkpoint(keras.callbacks.Callback):
-    """Adds validation accuracy, balanced accuracy and macro-F1 to the logs; keeps the model with
-    the best validation macro-F1.
-
-    Macro-F1, not balanced accuracy: with a few dozen faces of the rarest classes, recall alone
-    jumps when a mid-schedule epoch sprays predictions into them; F1 also charges the lost
-    precision (FER+ held-out curves in benchmarks/RESULTS.md). The model is written to a
-    temporary file and renamed, so ``best.keras`` is always whole.
-    """
-
-    def __init__(self, val: Split, batch_size: int, run_dir: Path) -> None:
-        super().__init__()
-        self.val = val
-        self.data = eval_dataset(val.images, batch_size)
-        self.run_dir = run_dir
-        self.best_path = run_dir / "best.json"
-        self.best = -1.0
-
-    def on_train_begin(self, logs=None) -> None:
-        if self.best_path.exists():
-            self.best = json.loads(self.best_path.read_text())["macro_f1"]
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        logs = logs if logs is not None else {}
-        logits = self.model.predict(self.data, verbose=0)
-        report = classification_report(self.val.labels, logits)
-        logs["val_accuracy"] = report["accuracy"]
-        logs["val_balanced_accuracy"] = report["balanced_accuracy"]
-        logs["val_macro_f1"] = report["macro_f1"]
-        logs["learning_rate"] = float(
-            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-        )
-        if report["macro_f1"] > self.best:
-            self.best = report["macro_f1"]
-            write_with(self.run_dir / BEST_MODEL, self.model.save)
-            record = {"epoch": epoch + 1, **{k: report[k] for k in ("accuracy", "macro_f1")}}
-            record["val_balanced_accuracy"] = report["balanced_accuracy"]
-            write_json(self.best_path, record)
-
-
-def prepare_run_dir(run_dir: Path, resume: bool, min_free_bytes: int) -> None:
-    """Creates (or re-opens, when resuming) the run folder after checking it is usable.
-
-    Raises:
-        RunFolderError: if the folder exists without ``resume``, cannot be written, or its disk
-            has less than ``min_free_bytes`` free.
-    """
-    if resume and not (run_dir / CONFIG_FILE).is_file():
-        raise RunFolderError(f"--resume: {run_dir} holds no {CONFIG_FILE}; nothing to resume.")
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        raise RunFolderError(
-            f"{run_dir} already exists and is not empty; pass --resume to continue that run or "
-            "choose another --out (runs are never overwritten)."
-        )
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as error:
-        raise RunFolderError(f"Cannot write to {run_dir}: {error.strerror or error}.") from error
-    free = shutil.disk_usage(run_dir).free
-    if free < min_free_bytes:
-        raise RunFolderError(
-            f"Only {free / 2**20:.0f} MiB free at {run_dir}; this run needs about "
-            f"{min_free_bytes / 2**20:.0f} MiB for checkpoints. Free space or choose another --out."
-        )
+TENSORBOARD_STAND_IN = (
+    "no TensorBoard logs on the jax backend (they need TensorFlow): history.csv, written every "
+    "epoch, and curves.png stand in"
+)
 
 
 @contextmanager
@@ -130,32 +81,19 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def distribution_strategy(mode: str) -> tf.distribute.Strategy:
-    """``auto``: MultiWorkerMirrored with TF_CONFIG, Mirrored on several GPUs, else default."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if mode == "multiworker" or (mode == "auto" and os.environ.get("TF_CONFIG")):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if mode == "mirrored" or (mode == "auto" and len(gpus) > 1):
-        return tf.distribute.MirroredStrategy()
-    if mode not in ("auto", "none", "mirrored", "multiworker"):
-        raise InputError(f"distribute must be auto, none, mirrored or multiworker, got {mode!r}.")
-    return tf.distribute.get_strategy()
+def build_loss(config: TrainConfig) -> keras.losses.Loss:
+    """The training loss on logits (one place to change it, e.g. for distillation)."""
+    return keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=config.label_smoothing
+    )
 
 
-@contextmanager
-def precision_policy(mode: str) -> Iterator[str]:
-    """Sets the global Keras precision policy for one run and restores the previous one after.
-
-    Mixed float16 on GPUs when ``mode`` is ``auto`` or ``on``; yields the policy name used.
-    """
-    use = mode == "on" or (mode == "auto" and tf.config.list_physical_devices("GPU"))
-    policy = "mixed_float16" if use else "float32"
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        yield policy
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+def jit_mode(augment: bool) -> bool | str:
+    """JAX always compiles the step; TensorFlow's XLA cannot compile the augmentation's
+    ``ImageProjectiveTransformV3``, so it runs without jit when augmenting."""
+    if keras.backend.backend() == "jax":
+        return True
+    return False if augment else "auto"
 
 
 def _compile(model: keras.Model, config: TrainConfig, peak: float, steps: int, epochs: int):
@@ -168,11 +106,11 @@ def _compile(model: keras.Model, config: TrainConfig, peak: float, steps: int, e
         alpha=0.01,
     )
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-    loss = keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=config.label_smoothing
-    )
     model.compile(
-        optimizer=optimizer, loss=loss, metrics=[keras.metrics.CategoricalAccuracy("accuracy")]
+        optimizer=optimizer,
+        loss=build_loss(config),
+        metrics=[keras.metrics.CategoricalAccuracy("accuracy")],
+        jit_compile=jit_mode(config.augment),
     )
 
 
@@ -187,7 +125,7 @@ def _set_trainable(model: keras.Model, phase: str, pretrained: bool) -> None:
 
 def train(
     config: TrainConfig,
-    train_split: Split | str | Path,
+    train_source: FaceSource,
     val_split: Split,
     run_dir: str | Path,
     *,
@@ -199,9 +137,9 @@ def train(
     """Trains a classifier and writes the run folder.
 
     Args:
-        config: the recipe's hyper-parameters.
-        train_split: training crops in memory, or a folder of ``affectlite data pack`` shards
-            to stream (large sets).
+        config: the recipe's hyper-parameters; ``config.backend`` must be Keras' backend.
+        train_source: training faces: an in-memory :class:`Split` or a packed split streamed
+            from disk (any :class:`~affectlite.train.pipeline.FaceSource`).
         val_split: validation crops (in memory: they are scored after every epoch).
         run_dir: the run folder; never overwritten unless ``resume``.
         resume: continue an interrupted run with its saved configuration.
@@ -216,39 +154,43 @@ def train(
 
     Returns:
         The validation report of the best model (also saved as ``metrics.json``).
+
+    Raises:
+        InputError: when the run's backend is not the one Keras runs on.
     """
     run_dir = Path(run_dir)
     if resume and (run_dir / CONFIG_FILE).is_file():
         config = TrainConfig.load(run_dir / CONFIG_FILE)
-    with precision_policy(config.mixed_precision) as policy:
-        strategy = distribution_strategy(config.distribute)
-        run = partial(
-            _train,
-            strategy,
-            policy,
-            config,
-            train_split,
-            val_split,
-            resume,
-            data_summary,
-            tuple(callbacks),
+    backend = keras.backend.backend()
+    if config.backend != backend:
+        raise InputError(
+            f"This run trains on the {config.backend} backend, but Keras runs on {backend} "
+            f"here; set KERAS_BACKEND={config.backend} before Keras is imported."
         )
-        if is_chief(strategy):
-            return run(run_dir, verbose)
-        with worker_scratch(run_dir, resume) as scratch:
-            return run(scratch, 0)
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this process writes the run folder: the only process, the ``chief`` task, or
-    worker 0 of a cluster without one."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or resolver.task_type is None:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    jobs = resolver.cluster_spec().jobs
-    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in jobs
+    where = device()
+    with precision_policy(config.mixed_precision, where) as policy:
+        with placement(config.distribute, where) as place:
+            runtime = {
+                "backend": backend,
+                "precision_policy": policy,
+                "device": where.to_dict(),
+                "distribution": place.to_dict(),
+            }
+            run = partial(
+                _train,
+                place,
+                runtime,
+                config,
+                train_source,
+                val_split,
+                resume,
+                data_summary,
+                tuple(callbacks),
+            )
+            if place.chief:
+                return run(run_dir, verbose)
+            with worker_scratch(run_dir, resume) as scratch:
+                return run(scratch, 0)
 
 
 @contextmanager
@@ -276,11 +218,25 @@ def _phase_files(run_dir: Path) -> list[str]:
     return [path.name for path in run_dir.glob("phase-*.weights.h5")]
 
 
+@dataclass(frozen=True)
+class _Session:
+    """What every phase of one training run shares."""
+
+    model: TrainingModel
+    place: Placement
+    config: TrainConfig
+    data: FaceBatches
+    val: Split
+    run_dir: Path
+    verbose: int | str
+    callbacks: tuple[keras.callbacks.Callback, ...] = ()
+
+
 def _train(
-    strategy: tf.distribute.Strategy,
-    policy: str,
+    place: Placement,
+    runtime: dict,
     config: TrainConfig,
-    train_split: Split | str | Path,
+    train_source: FaceSource,
     val_split: Split,
     resume: bool,
     data_summary: dict | None,
@@ -288,47 +244,47 @@ def _train(
     run_dir: Path,
     verbose: int | str,
 ) -> dict:
-    prepare_run_dir(run_dir, resume, min_free_bytes=600 * 2**20)
+    if config.batch_size % place.replicas:
+        raise InputError(
+            f"--batch-size {config.batch_size} does not split over {place.replicas} devices; "
+            f"use a multiple of {place.replicas}."
+        )
+    prepare_run_dir(run_dir, resume)
     if not resume:
-        summary = {"config": asdict(config), "data": data_summary or {}}
+        summary = {"config": asdict(config), "runtime": runtime, "data": data_summary or {}}
         write_json(run_dir / CONFIG_FILE, {**asdict(config), **summary})
+    _announce(runtime, verbose)
     keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = build_model(config.backbone, config.input_size, config.weights, config.dropout)
+    data = FaceBatches(train_source, config.batch_size, balance=config.balance, seed=config.seed)
+    with place.scope():
+        classifier = build_model(config.backbone, config.input_size, config.weights, config.dropout)
         if config.init and not resume:  # a resumed run restores its own weights
-            start_from(model, config.init)
-    if isinstance(train_split, Split):
-        data = train_dataset(
-            train_split,
-            config.batch_size,
-            balance=config.balance,
-            augment=config.augment,
-            seed=config.seed,
-        )
-    else:  # a folder of packed shards, streamed
-        data = packed_train_dataset(
-            str(train_split),
-            config.batch_size,
-            balance=config.balance,
-            augment=config.augment,
-            seed=config.seed,
-        )
-    session = _Session(
-        model,
-        strategy,
-        config,
-        data,
-        int(data.cardinality()),
-        val_split,
-        run_dir,
-        verbose,
-        callbacks,
-    )
+            start_from(classifier, config.init)
+        model = TrainingModel(classifier, config.augment, config.seed)
+        model(data[0][0][:1])  # builds it, as BackupAndRestore needs before fit
+    if config.augment and not (run_dir / "augment.png").exists():
+        grid_png(train_source.read(np.arange(min(16, len(train_source)))), run_dir / "augment.png")
+    session = _Session(model, place, config, data, val_split, run_dir, verbose, callbacks)
     started = time.time()
     with sigterm_as_interrupt():
         for phase, first, end, peak in config.phases():
             _run_phase(session, phase, first, end, peak)
-    return _finish(run_dir, val_split, config, policy, time.time() - started)
+    report = _finish(run_dir, val_split, config, runtime, time.time() - started)
+    remove_resume_state(run_dir)  # only after success: a failed run keeps what resumes it
+    return report
+
+
+def _announce(runtime: dict, verbose: int | str) -> None:
+    if not verbose:
+        return
+    device_text = "{platform} ({name}) x{count}".format(**runtime["device"])
+    print(
+        f"backend {runtime['backend']}, {device_text}, precision {runtime['precision_policy']}, "
+        f"distribution {runtime['distribution']['mode']}",
+        flush=True,
+    )
+    if runtime["backend"] == "jax":
+        print(TENSORBOARD_STAND_IN, flush=True)
 
 
 def start_from(model: keras.Model, path: str | Path) -> None:
@@ -351,57 +307,6 @@ def start_from(model: keras.Model, path: str | Path) -> None:
     model.set_weights(trained.get_weights())
 
 
-@dataclass(frozen=True)
-class _Session:
-    """What every phase of one training run shares."""
-
-    model: keras.Model
-    strategy: tf.distribute.Strategy
-    config: TrainConfig
-    data: tf.data.Dataset
-    steps: int
-    val: Split
-    run_dir: Path
-    verbose: int | str
-    callbacks: tuple[keras.callbacks.Callback, ...] = ()
-
-
-@contextmanager
-def keras_multiworker_fit(model: keras.Model, strategy: tf.distribute.Strategy, data):
-    """Works around two Keras 3 bugs that stop ``fit`` under MultiWorkerMirroredStrategy with
-    several workers (keras-team/keras#20585, open in Keras 3.15):
-
-    - ``fit`` builds the model from its first distributed batch after ``strategy.reduce`` of the
-      whole (images, targets, weights) tuple, which fails; the model is built here instead from
-      one local batch, so ``fit`` has nothing left to build;
-    - ``fit`` averages each step's scalar logs with ``strategy.reduce(..., axis=0)``, which
-      fails on scalars; during ``fit`` they are averaged with ``axis=None``.
-
-    A no-op for any other strategy.
-    """
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        yield
-        return
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    with strategy.scope():
-        model._symbolic_build(data_batch=next(iter(data)))
-    model._maybe_symbolic_build = lambda **kwargs: None
-    original = tf_trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction != "auto":
-            return original(values, strategy, reduction)
-        return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    try:
-        yield
-    finally:
-        tf_trainer.reduce_per_replica = original
-        del model._maybe_symbolic_build
-
-
 def _run_phase(session: _Session, phase: str, first: int, end: int, peak: float) -> None:
     """Trains epochs ``first``..``end`` of ``phase``; a phase finished before is only reloaded."""
     model, config, run_dir = session.model, session.config, session.run_dir
@@ -409,19 +314,24 @@ def _run_phase(session: _Session, phase: str, first: int, end: int, peak: float)
     if done.exists():
         model.load_weights(done)
         return
-    with session.strategy.scope():
-        _set_trainable(model, phase, config.pretrained)
-        _compile(model, config, peak, session.steps, end - first)
-    # Order matters: validation metrics join the logs before they are written, and the
-    # epoch's backup is taken last, once everything about it is on disk.
+    with session.place.scope():
+        _set_trainable(model.classifier, phase, config.pretrained)
+        _compile(model, config, peak, len(session.data), end - first)
+    # Order matters: throughput is measured before other callbacks work, validation metrics
+    # join the logs before they are written, and the backup is taken last.
+    backup = run_dir / "backup" / phase
+    _trim_history(run_dir / "history.csv", _saved_epoch(backup) or first)
+    tensorboard = keras.backend.backend() == "tensorflow"
     callbacks = [
+        Throughput(session.data.images_per_epoch, announce=bool(session.verbose)),
         MacroF1Checkpoint(session.val, config.batch_size, run_dir),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase), double_checkpoint=True),
+        *([keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False)]
+          if tensorboard else []),  # fmt: skip
+        PeriodicBackup(str(backup), *config.checkpoint_interval()),
         *session.callbacks,
     ]
-    with keras_multiworker_fit(model, session.strategy, session.data):
+    with keras_multiworker_fit(model, session.place.strategy, session.data):
         model.fit(
             session.data,
             epochs=end,
@@ -432,17 +342,37 @@ def _run_phase(session: _Session, phase: str, first: int, end: int, peak: float)
     write_with(done, model.save_weights)
 
 
+def _saved_epoch(backup: Path) -> int | None:
+    """The epoch a phase's resume state continues from, if it has one."""
+    metadata = backup / "training_metadata.json"
+    return json.loads(metadata.read_text())["epoch"] if metadata.is_file() else None
+
+
+def _trim_history(history: Path, start: int) -> None:
+    """Drops ``history.csv`` rows of epochs ``start`` and later: a resumed run trains them
+    again (the resume state is saved every few epochs), so each epoch keeps one row."""
+    if not history.is_file():
+        return
+    lines = history.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < start]
+    if len(kept) < len(lines):
+        write_text(history, "".join(kept))
+
+
 def _finish(
-    run_dir: Path, val: Split, config: TrainConfig, policy: str, seconds: float
+    run_dir: Path, val: Split, config: TrainConfig, runtime: dict, seconds: float
 ) -> MetricsDocument:
     best = keras.models.load_model(run_dir / BEST_MODEL)
-    logits = best.predict(eval_dataset(val.images, config.batch_size), verbose=0)
+    logits = predict_logits(TrainingModel(best, augment=False), val.images, config.batch_size)
     report: MetricsDocument = {
         "schema_version": METRICS_VERSION,
         **classification_report(val.labels, logits, LABELS),
     }
     report["wall_seconds_this_session"] = round(seconds, 1)
-    report["precision_policy"] = policy
+    report["precision_policy"] = runtime["precision_policy"]
+    report["backend"] = runtime["backend"]
+    report["device"] = runtime["device"]
+    report["train_images_per_second_median"] = median_rate(run_dir / "history.csv")
     report["best_epoch"] = json.loads((run_dir / "best.json").read_text())["epoch"]
     write_json(run_dir / "metrics.json", report)
     plots.confusion_png(report, run_dir / "confusion.png", "validation, best model")
