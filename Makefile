@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= train,edge,dev
+EXTRAS ?= train,jax,edge,dev
 
 .PHONY: setup demo test lint clean default-bundle pi-check
 
