@@ -107,8 +107,12 @@ class Plan:
 
 
 def _run(command: list[str], **options) -> None:
-    print("$ " + shlex.join(str(part) for part in command), flush=True)
-    subprocess.run([str(part) for part in command], check=True, **options)
+    """Runs ``command``, echoed; a failure stops the stage with one line (its output is above)."""
+    shown = shlex.join(str(part) for part in command)
+    print(f"$ {shown}", flush=True)
+    result = subprocess.run([str(part) for part in command], **options)
+    if result.returncode != 0:
+        raise SystemExit(f"failed (exit {result.returncode}): {shown}")
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -313,6 +317,8 @@ def export_weights(run: Path, out: Path, limits: Limits, precision: str = "auto"
 
     import affectlite.train.model  # noqa: F401  registers the kit's layers for loading
 
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out}: not empty; the weights go into an empty folder.")
     model = keras.models.load_model(run / "best.keras", compile=False)
     arrays = [(v.path, np.asarray(keras.ops.convert_to_numpy(v.value))) for v in model.weights]
     extras = {name: (run / name).stat().st_size for name in RETURNED_EXTRAS[1:]}
