@@ -135,6 +135,10 @@ def test_weights_of_another_architecture_are_refused(trained_run, tmp_path):
 def test_weights_that_cannot_fit_are_refused_at_the_machine(trained_run, tmp_path):
     with pytest.raises(SystemExit, match="cannot come back within the limits"):
         offline_gpu.export_weights(trained_run, tmp_path / "out", Limits(files=5, file=8 * 1024))
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "weights-07.bin").write_bytes(b"old")
+    with pytest.raises(SystemExit, match="not empty"):
+        offline_gpu.export_weights(trained_run, tmp_path / "used", Limits())
 
 
 @pytest.mark.slow

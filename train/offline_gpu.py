@@ -107,25 +107,34 @@ class Plan:
 
 
 def _run(command: list[str], **options) -> None:
-    print("$ " + shlex.join(str(part) for part in command), flush=True)
-    subprocess.run([str(part) for part in command], check=True, **options)
+    """Runs ``command``, echoed; a failure stops the stage with one line (its output is above)."""
+    shown = shlex.join(str(part) for part in command)
+    print(f"$ {shown}", flush=True)
+    result = subprocess.run([str(part) for part in command], **options)
+    if result.returncode != 0:
+        raise SystemExit(f"failed (exit {result.returncode}): {shown}")
 
 
 def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def travelling_bytes(repo: Path, carried: list[Path]) -> dict[str, int]:
-    """Bytes that travel: the git working tree (tracked and untracked-not-ignored files) and
-    each carried (ignored) folder."""
+def tree_files(repo: Path) -> list[str]:
+    """The working tree's files that travel: tracked, and untracked but not ignored."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=repo,
         check=True,
         capture_output=True,
     ).stdout.split(b"\0")
-    files = [repo / os.fsdecode(name) for name in listed if name]
-    tree = sum(p.stat().st_size for p in files if p.is_file() and not p.is_symlink())
+    names = [os.fsdecode(name) for name in listed if name]
+    return [name for name in names if (repo / name).is_file() and not (repo / name).is_symlink()]
+
+
+def travelling_bytes(repo: Path, carried: list[Path]) -> dict[str, int]:
+    """Bytes that travel: the git working tree (tracked and untracked-not-ignored files) and
+    each carried (ignored) folder."""
+    tree = sum((repo / name).stat().st_size for name in tree_files(repo))
     inside = {
         folder: folder.relative_to(repo) if folder.is_relative_to(repo) else folder
         for folder in carried
@@ -197,7 +206,11 @@ def download_wheels(folder: Path, python_version: str, platform: str | None) -> 
     folder.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     _run([*pip, "download", "--no-deps", *target, "--dest", folder, *pins])
-    _run([*pip, "wheel", "--no-deps", "--quiet", "--wheel-dir", folder, REPO])
+    with tempfile.TemporaryDirectory() as tree:  # the tree as it travels: no build/ leftovers
+        for name in tree_files(REPO):
+            (Path(tree) / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, Path(tree) / name)
+        _run([*pip, "wheel", "--no-deps", "--quiet", "--wheel-dir", folder, tree])
     return list(MISSING)
 
 
@@ -304,6 +317,8 @@ def export_weights(run: Path, out: Path, limits: Limits, precision: str = "auto"
 
     import affectlite.train.model  # noqa: F401  registers the kit's layers for loading
 
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out}: not empty; the weights go into an empty folder.")
     model = keras.models.load_model(run / "best.keras", compile=False)
     arrays = [(v.path, np.asarray(keras.ops.convert_to_numpy(v.value))) for v in model.weights]
     extras = {name: (run / name).stat().st_size for name in RETURNED_EXTRAS[1:]}
