@@ -33,6 +33,10 @@ _HELP = {
     "distribute": "auto, none, mirrored or multiworker (reads TF_CONFIG)",
     "init": "start from a trained model (.keras) of the same backbone and input size, head "
     "included, and train it further in one phase (e.g. longer, or with --balance)",
+    "teacher": "distil from a trained model: a .keras file, a bundle folder or a shipped bundle's "
+    "name (its outputs on the plain training faces are cached once)",
+    "distill_temperature": "softening temperature T of the teacher's and student's outputs",
+    "distill_alpha": "weight of the teacher term; 1 - alpha weighs the labels",
 }
 
 
@@ -133,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.data or not args.format:
         raise InputError("--data and --format are required (or --resume RUN).")
     check_paths(data=args.data)
+    teacher = _teacher(config.teacher) if config.teacher else None
     policy = CropPolicy(margin=args.margin)
     train_split, val_split = _load(args, config, policy)
     if args.measure_pipeline:
@@ -144,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         "git_commit": provenance.git_commit(),
         "licence": provenance.licence(args.format),
         **({"init": provenance.init_source(config.init)} if config.init else {}),
+        **({"teacher": teacher} if teacher else {}),
         "root": str(args.data),
         "format": args.format,
         "ferplus_mode": args.ferplus_mode,
@@ -191,6 +197,13 @@ def run(args: argparse.Namespace) -> int:
         f"(validation, n={report['n']})"
     )
     return 0
+
+
+def _teacher(source: str) -> dict:
+    """Opens the teacher before any data is read (a bad one fails at once); its provenance."""
+    from affectlite.train import distill
+
+    return distill.describe(distill.load_teacher(source))
 
 
 def _measure_pipeline(train_split, config, batches: int) -> int:

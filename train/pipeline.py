@@ -134,6 +134,7 @@ def train_dataset(
     balance: str = "loss",
     augment: bool = True,
     seed: int = 0,
+    teacher: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Shuffled, augmented training batches of ``(images float32, targets, weights)``.
 
@@ -141,20 +142,23 @@ def train_dataset(
         balance: ``"loss"`` weights each example by its class's inverse frequency,
             ``"sqrt"`` by its square root, ``"sampling"`` draws classes uniformly,
             ``"none"`` leaves the data as is.
+        teacher: a teacher's cached probabilities per face (:mod:`affectlite.train.distill`),
+            appended to the targets.
     """
     weights = loss_weights(split.targets, balance)
     example_weight = (split.targets @ weights).astype(np.float32)
+    targets = split.targets if teacher is None else np.concatenate([split.targets, teacher], 1)
     if balance == "sampling":
         labels = split.labels
         per_class = [
-            _examples(split, example_weight, np.flatnonzero(labels == c))
+            _examples(split, targets, example_weight, np.flatnonzero(labels == c))
             .shuffle(20_000, seed=seed)
             .repeat()
             for c in np.unique(labels)
         ]
         data = tf.data.Dataset.sample_from_datasets(per_class, seed=seed).take(len(split.ids))
     else:
-        data = _examples(split, example_weight, np.arange(len(split.ids)))
+        data = _examples(split, targets, example_weight, np.arange(len(split.ids)))
         data = data.shuffle(min(len(split.ids), 20_000), seed=seed, reshuffle_each_iteration=True)
     data = data.batch(batch_size, drop_remainder=len(split.images) >= batch_size)
     data = data.map(_to_float, num_parallel_calls=AUTOTUNE)
@@ -207,9 +211,11 @@ def packed_split(directory: str, split: str) -> Split:
     return Split(np.stack(images), np.asarray(targets, np.float32), ids)
 
 
-def _examples(split: Split, weight: np.ndarray, indices: np.ndarray) -> tf.data.Dataset:
+def _examples(
+    split: Split, targets: np.ndarray, weight: np.ndarray, indices: np.ndarray
+) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(
-        (split.images[indices], split.targets[indices], weight[indices])
+        (split.images[indices], targets[indices], weight[indices])
     )
 
 

@@ -33,7 +33,7 @@ from affectlite.edge_app.labels import LABELS
 from affectlite.errors import InputError
 from affectlite.files import write_json, write_with
 from affectlite.schemas import METRICS_VERSION, MetricsDocument
-from affectlite.train import plots
+from affectlite.train import distill, plots
 from affectlite.train.config import TrainConfig
 from affectlite.train.metrics import classification_report
 from affectlite.train.model import build_model
@@ -171,9 +171,10 @@ def _compile(model: keras.Model, config: TrainConfig, peak: float, steps: int, e
     loss = keras.losses.CategoricalCrossentropy(
         from_logits=True, label_smoothing=config.label_smoothing
     )
-    model.compile(
-        optimizer=optimizer, loss=loss, metrics=[keras.metrics.CategoricalAccuracy("accuracy")]
-    )
+    metrics = [keras.metrics.CategoricalAccuracy("accuracy")]
+    if config.teacher:
+        loss, metrics = distill.loss_and_metrics(config)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
 
 def _set_trainable(model: keras.Model, phase: str, pretrained: bool) -> None:
@@ -297,6 +298,7 @@ def _train(
         model = build_model(config.backbone, config.input_size, config.weights, config.dropout)
         if config.init and not resume:  # a resumed run restores its own weights
             start_from(model, config.init)
+    teacher = distill.teacher_targets(config, train_split) if config.teacher else None
     if isinstance(train_split, Split):
         data = train_dataset(
             train_split,
@@ -304,6 +306,7 @@ def _train(
             balance=config.balance,
             augment=config.augment,
             seed=config.seed,
+            teacher=teacher,
         )
     else:  # a folder of packed shards, streamed
         data = packed_train_dataset(
