@@ -46,21 +46,45 @@ INPUT_DTYPES = ("uint8", "int8", "float32")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+"""Where the package's shipped bundles live, one folder per name (``bundle.json`` inside)."""
+DEFAULT_BUNDLE = MODELS_DIR / "default"
 """The trained bundle that ships inside the package (FER+, compact CNN, int8): what ``run``,
 ``predict``, ``app``, ``bench`` and ``evaluate`` use when no bundle is named."""
+BUNDLES_ENV = "AFFECTLITE_BUNDLES"
+"""More folders of named bundles (``os.pathsep``-separated), searched after the package's."""
 
 
 class BundleError(InputError):
     """A bundle is missing, incomplete, altered or inconsistent (exit 2)."""
 
 
-def resolve_bundle(name: str | Path | None) -> Path:
+def shipped_bundles() -> dict[str, Path]:
+    """Bundles selectable by name: each folder holding a ``bundle.json`` in the package's
+    :data:`MODELS_DIR`, then in the folders of :data:`BUNDLES_ENV`. A name found twice is the
+    first one's (a search-path folder cannot replace a shipped bundle)."""
+    extra = [Path(p).expanduser() for p in os.environ.get(BUNDLES_ENV, "").split(os.pathsep) if p]
+    found: dict[str, Path] = {}
+    for root in (MODELS_DIR, *extra):
+        folders = sorted(root.iterdir()) if root.is_dir() else []
+        for folder in folders:
+            if (folder / MANIFEST).is_file():
+                found.setdefault(folder.name, folder)
+    return found
+
+
+def resolve_bundle(name_or_path: str | Path | None) -> Path:
     """The bundle folder for a ``--bundle``/``--model`` value: ``None`` or ``"default"`` is the
-    shipped :data:`DEFAULT_BUNDLE`; anything else is a path, returned as given."""
-    if name is None or str(name) == "default":
+    shipped :data:`DEFAULT_BUNDLE`; a bare name of :func:`shipped_bundles` is that bundle;
+    anything else (``./resnet50``, a ``.tflite`` file) is a path, returned as given."""
+    if name_or_path is None or str(name_or_path) == "default":
         return DEFAULT_BUNDLE
-    return Path(name)
+    text = str(name_or_path)
+    if os.sep not in text and "/" not in text:
+        named = shipped_bundles().get(text)
+        if named is not None:
+            return named
+    return Path(name_or_path)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -203,7 +227,11 @@ def load_bundle(path: str | Path) -> Bundle:
     manifest_path = path / MANIFEST
     _inside(path, MANIFEST)
     if not manifest_path.is_file():
-        raise BundleError(f"{manifest_path}: no bundle manifest (is {path} a bundle folder?).")
+        names = ", ".join(shipped_bundles()) if len(path.parts) == 1 else ""
+        hint = f" Bundles by name: {names}." if names else ""
+        raise BundleError(
+            f"{manifest_path}: no bundle manifest (is {path} a bundle folder?).{hint}"
+        )
     manifest = _read_manifest(manifest_path)
     try:
         check_manifest(manifest)

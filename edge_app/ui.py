@@ -40,11 +40,11 @@ from .app import (
     DEFAULTS,
     PRIVACY_NOTE,
     SECTION,
-    SETTINGS_PANEL,
     Settings,
     config_path,
     open_frame_source,
     save_snapshot,
+    settings_panel,
 )
 from .bundle import BundleError, load_bundle
 from .detector import DetectorUnavailable
@@ -198,7 +198,7 @@ class AffectliteApp(App):
         config.setdefaults(SECTION, DEFAULTS)
 
     def build_settings(self, settings: Any) -> None:
-        settings.add_json_panel("affectlite", self.config, data=json.dumps(SETTINGS_PANEL))
+        settings.add_json_panel("affectlite", self.config, data=json.dumps(settings_panel()))
 
     def settings(self) -> Settings:
         return Settings.from_config(dict(self.config.items(SECTION)))
