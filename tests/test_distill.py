@@ -219,3 +219,45 @@ def test_a_resumed_run_keeps_its_teacher(face_folders, tiny_bundle, tmp_path):
     assert "cached for 48 faces at T=3.0, alpha=0.9" in resumed.stdout
     assert json.loads((run / "config.json").read_text()) == saved
     assert (run / "phase-finetune.weights.h5").is_file()
+
+
+JAX_NO_TENSORFLOW = """
+import importlib.abc, os, sys
+
+
+class BlockTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError("TensorFlow is blocked in this test")
+
+
+sys.meta_path.insert(0, BlockTensorFlow())
+os.environ["KERAS_BACKEND"] = "jax"
+import keras
+import numpy as np
+from affectlite.train import distill, synthetic
+from affectlite.train.compact import build_compact
+
+images, labels = synthetic.make_dataset(32, 32, seed=1)
+soft = distill.teacher_probabilities(distill.load_teacher(sys.argv[1]), images, 2.0)
+targets = np.concatenate([np.eye(8)[labels], soft], 1).astype("float32")
+model = build_compact(32)
+config = type("Config", (), {"distill_temperature": 2.0, "distill_alpha": 0.5,
+                             "label_smoothing": 0.0})
+loss, metrics = distill.loss_and_metrics(config)
+model.compile("adam", loss=loss, metrics=metrics)
+history = model.fit(images.astype("float32"), targets, batch_size=16, epochs=1, verbose=0)
+print(keras.backend.backend(), sorted(history.history), "tensorflow" in sys.modules)
+"""
+
+
+def test_distillation_runs_on_jax_without_tensorflow(tiny_bundle):
+    """A bundle teacher on LiteRT and the loss on Keras/JAX, TensorFlow unimportable."""
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_NO_TENSORFLOW, str(tiny_bundle.path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[-2] == "jax ['accuracy', 'loss'] False"
