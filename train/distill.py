@@ -13,7 +13,9 @@ The student still sees augmented views; the teacher's answer is that of the plai
 
 A teacher is a ``.keras`` model (run with Keras) or a bundle folder or shipped name (run with
 LiteRT; int8 logits dequantised). A teacher whose input side differs from the student's sees the
-student's crops resized with the device contract's interpolation (area down, linear up).
+student's crops resized with the device contract's interpolation (area down, linear up): the
+face it would have cropped itself when the source images are no larger than the student's crops
+(FER+'s 48 px faces); from larger images it sees a softer face than in its own training.
 
 No TensorFlow at import: Keras runs on whichever backend is chosen, LiteRT is imported lazily.
 """
@@ -214,6 +216,9 @@ def teacher_targets(config, train_split) -> np.ndarray:
             "dataset's own format)."
         )
     teacher = load_teacher(config.teacher)
+    side = train_split.images.shape[1]
+    if teacher.input_size != side:
+        print(f"teacher: the {side} px training crops are resized to its {teacher.input_size} px")
     probabilities = teacher_probabilities(teacher, train_split.images, config.distill_temperature)
     agree = float(np.mean(probabilities.argmax(1) == train_split.labels))
     print(
