@@ -38,6 +38,22 @@ NO_TENSORFLOW = (
 )
 
 
+KIVY_PANEL = """
+import json
+from kivy.config import ConfigParser
+from kivy.uix.settings import Settings, SettingOptions, SettingPath
+from affectlite.edge_app.app import DEFAULTS, SECTION, settings_panel
+
+config = ConfigParser()
+config.setdefaults(SECTION, dict(DEFAULTS) | {"bundle": "second"})
+settings = Settings()
+settings.add_json_panel("affectlite", config, data=json.dumps(settings_panel()))
+rows = [w for w in settings.walk() if isinstance(w, (SettingOptions, SettingPath))]
+print([(type(w).__name__, w.title, w.value, getattr(w, "options", None))
+       for w in rows if w.key == "bundle"])
+"""
+
+
 @pytest.fixture
 def second(tmp_path, tiny_bundle, monkeypatch) -> Path:
     """The tiny bundle, installed by name as ``second`` in an ``AFFECTLITE_BUNDLES`` folder."""
@@ -121,6 +137,18 @@ def test_app_settings_offer_and_open_a_bundle_by_name(second, tmp_path):
     assert chooser["options"] == ["default", "second"]
     settings = app.Settings.from_config(dict(app.DEFAULTS) | {"bundle": "second"})
     assert settings.bundle == second
+
+    # Kivy builds the panel: the chooser lists the names, beside the folder picker.
+    built = subprocess.run(
+        [sys.executable, "-c", KIVY_PANEL], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "SDL_VIDEODRIVER": "offscreen", "KIVY_NO_ARGS": "1",
+             "KIVY_HOME": str(tmp_path / "kivy")},
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert built.stdout.splitlines()[-1] == (
+        "[('SettingOptions', 'Bundle', 'second', ['default', 'second']), "
+        "('SettingPath', 'Bundle folder', 'second', None)]"
+    )
 
     # The real app, in a window: it builds its pipeline from the bundle named in its settings
     # (a bundle error would be its status line), then finds no camera 9 and keeps retrying.
