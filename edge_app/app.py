@@ -32,7 +32,7 @@ from affectlite.files import write_bytes
 from affectlite.options import add_detector
 from affectlite.quiet import quiet_kivy, verbose
 
-from .bundle import BundleError, load_bundle, resolve_bundle
+from .bundle import BundleError, load_bundle, resolve_bundle, shipped_bundles
 from .detector import DETECTORS
 from .sources import Backoff, ReconnectingSource, make_source
 from .tracking import SMOOTHING
@@ -63,11 +63,7 @@ def _setting(kind: str, title: str, key: str, desc: str, **extra: Any) -> dict[s
 SETTINGS_PANEL = [
     {"type": "title", "title": "Model"},
     _setting(
-        "path",
-        "Bundle",
-        "bundle",
-        "Model bundle folder (bundle.json inside); 'default' is the shipped bundle",
-        dirselect=True,
+        "path", "Bundle folder", "bundle", "Or a bundle folder (bundle.json inside)", dirselect=True
     ),
     _setting(
         "options",
@@ -108,6 +104,13 @@ SETTINGS_PANEL = [
         "path", "Snapshot folder", "snapshot_dir", "Empty: the app's data folder", dirselect=True
     ),
 ]
+
+
+def settings_panel() -> list[dict[str, Any]]:
+    """:data:`SETTINGS_PANEL` with a chooser of the bundles installed by name first."""
+    names = list(shipped_bundles())
+    named = _setting("options", "Bundle", "bundle", "A bundle by name", options=names)
+    return [SETTINGS_PANEL[0], named, *SETTINGS_PANEL[1:]]
 
 
 @dataclass(frozen=True)

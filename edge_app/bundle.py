@@ -47,9 +47,13 @@ INPUT_DTYPES = ("uint8", "int8", "float32")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+"""Where the package's shipped bundles live, one folder per name (``bundle.json`` inside)."""
+DEFAULT_BUNDLE = MODELS_DIR / "default"
 """The trained bundle that ships inside the package (FER+, compact CNN, int8): what ``run``,
 ``predict``, ``app``, ``bench`` and ``evaluate`` use when no bundle is named."""
+BUNDLES_ENV = "AFFECTLITE_BUNDLES"
+"""More folders of named bundles (``os.pathsep``-separated), searched after the package's."""
 
 
 class BundleError(InputError):
@@ -57,25 +61,31 @@ class BundleError(InputError):
 
 
 def shipped_bundles() -> dict[str, Path]:
-    """The bundles inside the package by name (folders of ``models/`` with a ``bundle.json``),
-    ``default`` first."""
-    found = sorted(path.parent for path in DEFAULT_BUNDLE.parent.glob("*/bundle.json"))
-    found.sort(key=lambda path: path != DEFAULT_BUNDLE)
-    return {path.name: path for path in found}
+    """Bundles selectable by name: each folder holding a ``bundle.json`` in the package's
+    :data:`MODELS_DIR`, then in the folders of :data:`BUNDLES_ENV`, ``default`` first. A name
+    found twice is the first one's (a search-path folder cannot replace a shipped bundle)."""
+    extra = [Path(p).expanduser() for p in os.environ.get(BUNDLES_ENV, "").split(os.pathsep) if p]
+    found: dict[str, Path] = {"default": DEFAULT_BUNDLE}
+    for root in (MODELS_DIR, *extra):
+        folders = sorted(root.iterdir()) if root.is_dir() else []
+        for folder in folders:
+            if (folder / MANIFEST).is_file():
+                found.setdefault(folder.name, folder)
+    return found
 
 
-def resolve_bundle(name: str | Path | None) -> Path:
+def resolve_bundle(name_or_path: str | Path | None) -> Path:
     """The bundle folder for a ``--bundle``/``--model`` value: ``None`` or ``"default"`` is the
-    shipped :data:`DEFAULT_BUNDLE`; the name of another shipped bundle (``resnet50``) is its
-    folder unless a path of that name exists here; anything else is a path, returned as
-    given. The single entry point for bundle names."""
-    if name is None or str(name) == "default":
+    shipped :data:`DEFAULT_BUNDLE`; a bare name of :func:`shipped_bundles` (``resnet50``) is
+    that bundle unless a path of that name exists here; anything else (``./resnet50``, a
+    ``.tflite`` file) is a path, returned as given. The single entry point for bundle names."""
+    if name_or_path is None or str(name_or_path) == "default":
         return DEFAULT_BUNDLE
-    path = Path(name)
-    if not path.exists() and len(path.parts) == 1:
-        shipped = DEFAULT_BUNDLE.parent / path.name
-        if (shipped / "bundle.json").is_file():
-            return shipped
+    path, text = Path(name_or_path), str(name_or_path)
+    if not path.exists() and os.sep not in text and "/" not in text:
+        named = shipped_bundles().get(text)
+        if named is not None:
+            return named
     return path
 
 
@@ -232,7 +242,11 @@ def load_bundle(path: str | Path) -> Bundle:
     manifest_path = path / MANIFEST
     _inside(path, MANIFEST)
     if not manifest_path.is_file():
-        raise BundleError(f"{manifest_path}: no bundle manifest (is {path} a bundle folder?).")
+        names = ", ".join(shipped_bundles()) if len(path.parts) == 1 else ""
+        hint = f" Bundles by name: {names}." if names else ""
+        raise BundleError(
+            f"{manifest_path}: no bundle manifest (is {path} a bundle folder?).{hint}"
+        )
     manifest = _read_manifest(manifest_path)
     try:
         check_manifest(manifest)

@@ -54,11 +54,11 @@ from .app import (
     DEFAULTS,
     PRIVACY_NOTE,
     SECTION,
-    SETTINGS_PANEL,
     Settings,
     config_path,
     open_frame_source,
     save_snapshot,
+    settings_panel,
 )
 from .bundle import BundleError, load_bundle
 from .detector import DetectorUnavailable
@@ -382,7 +382,7 @@ class AffectliteApp(App):
         config.setdefaults(SECTION, DEFAULTS)
 
     def build_settings(self, settings: Any) -> None:
-        settings.add_json_panel("affectlite", self.config, data=json.dumps(SETTINGS_PANEL))
+        settings.add_json_panel("affectlite", self.config, data=json.dumps(settings_panel()))
 
     def display_settings(self, settings: Any) -> bool:
         if self.root.settings_open:

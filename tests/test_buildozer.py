@@ -62,6 +62,46 @@ def test_spec_packages_models_layout_and_manifest(spec):
     assert "affectlite/train" in excluded and "tests" in excluded
 
 
+def _packaged(stage: Path, spec: configparser.SectionProxy) -> set[str]:
+    """The files buildozer copies from a staging folder, by its rules for ``source.include_exts``
+    and ``source.exclude_dirs`` (buildozer's ``_copy_application_sources``: a folder is skipped
+    when its relative path plus ``/`` starts with an excluded folder plus ``/``; a file is kept
+    when its extension is listed)."""
+    extensions = set(_items(spec["source.include_exts"]))
+    excluded = [item.rstrip("/") + "/" for item in _items(spec["source.exclude_dirs"])]
+    kept = set()
+    for path in stage.rglob("*"):
+        relative = path.relative_to(stage).as_posix()
+        folder = path.parent.relative_to(stage).as_posix() + "/"
+        if path.is_file() and path.suffix[1:] in extensions:
+            if not any(folder.startswith(prefix) for prefix in excluded):
+                kept.add(relative)
+    return kept
+
+
+def test_apk_carries_only_the_staged_default_bundle_unless_more_are_staged(spec, tmp_path):
+    """Staged as docs/android.md says, with the package holding two shipped bundles: only
+    ``bundle/`` (the default) goes in; ``bundles/<name>/`` adds one by choice."""
+    files = ("bundle.json", "classifier.tflite", "face_detector.tflite")
+    stage = tmp_path / "stage"
+    for folder in ("affectlite/edge_app/models/default", "affectlite/edge_app/models/resnet50",
+                   "bundle"):  # fmt: skip
+        (stage / folder).mkdir(parents=True)
+        for name in files:
+            (stage / folder / name).write_text("x")
+    (stage / "affectlite/train").mkdir()
+    for module in ("main.py", "affectlite/edge_app/app.py", "affectlite/train/trainer.py"):
+        (stage / module).write_text("")
+    models = {path for path in _packaged(stage, spec) if path.endswith((".tflite", ".json"))}
+    assert models == {f"bundle/{name}" for name in files}
+    code = {path for path in _packaged(stage, spec) if path.endswith(".py")}
+    assert code == {"main.py", "affectlite/edge_app/app.py"}
+
+    (stage / "bundles").mkdir()
+    shutil.copytree(stage / "affectlite/edge_app/models/resnet50", stage / "bundles/resnet50")
+    assert f"bundles/resnet50/{files[1]}" in _packaged(stage, spec)
+
+
 def test_spec_targets_64_and_32_bit_arm(spec):
     assert set(_items(spec["android.archs"])) == {"arm64-v8a", "armeabi-v7a"}
     assert int(spec["android.minapi"]) >= 21 and int(spec["android.api"]) >= 33

@@ -38,7 +38,9 @@ def test_shipped_bundles_resolve_by_name_and_paths_win(tmp_path, monkeypatch):
         (models / name).mkdir(parents=True)
         (models / name / "bundle.json").write_text("{}")
     (models / "notes").mkdir()  # no bundle.json: not a bundle
+    monkeypatch.setattr(bundle_module, "MODELS_DIR", models)
     monkeypatch.setattr(bundle_module, "DEFAULT_BUNDLE", models / "default")
+    monkeypatch.delenv(bundle_module.BUNDLES_ENV, raising=False)
     assert list(bundle_module.shipped_bundles()) == ["default", "resnet50"]
     assert bundle_module.resolve_bundle("resnet50") == models / "resnet50"
     assert bundle_module.resolve_bundle("notes") == Path("notes")

@@ -54,6 +54,10 @@ _HELP = {
     "augment": "flip, small rotation/zoom/shift, brightness/contrast and random erasing",
     "dropout": "dropout rate before the logits",
     "seed": "random seed of weights, shuffling, augmentation and --holdout/--limit draws",
+    "teacher": "distil from a trained model: a .keras file, a bundle folder or a shipped bundle's "
+    "name (its outputs on the plain training faces are cached once)",
+    "distill_temperature": "softening temperature T of the teacher's and student's outputs",
+    "distill_alpha": "weight of the teacher term; 1 - alpha weighs the labels",
 }
 
 
@@ -191,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
     from affectlite.train.backend import use_backend
 
     use_backend(config.backend)  # before anything imports Keras
+    teacher = _teacher(config.teacher) if config.teacher else None
     policy = CropPolicy(margin=args.margin)
     train_split, val_split = _load(args, config, policy)
     if args.measure_pipeline:
@@ -202,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         "git_commit": provenance.git_commit(),
         "licence": provenance.licence(args.format),
         **({"init": provenance.init_source(config.init)} if config.init else {}),
+        **({"teacher": teacher} if teacher else {}),
         "root": str(args.data),
         "format": args.format,
         "ferplus_mode": args.ferplus_mode,
@@ -248,6 +254,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _class_counts(source) -> list[int]:
     return np.bincount(source.targets.argmax(axis=1), minlength=len(LABELS)).tolist()
+
+
+def _teacher(source: str) -> dict:
+    """Opens the teacher before any data is read (a bad one fails at once); its provenance."""
+    from affectlite.train import distill
+
+    return distill.describe(distill.load_teacher(source))
 
 
 def _measure_pipeline(train_split, config, batches: int) -> int:

@@ -60,6 +60,9 @@ class TrainConfig:
     init: str = ""
     backend: str = field(default_factory=default_backend)
     checkpoint_every: str = "5m"
+    teacher: str = ""
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.9
 
     def checkpoint_interval(self) -> tuple[int, float]:
         """``(epochs, seconds)`` between resume-state saves: ``"3"`` every 3 epochs, ``"5m"``
@@ -99,6 +102,11 @@ class TrainConfig:
             raise InputError(f"--weights {self.weights}: no such weights file.")
         if self.init and not self.init.endswith(".keras"):
             raise InputError(f"--init {self.init}: expected a trained model (.keras file).")
+        if not self.distill_temperature > 0 or not 0.0 <= self.distill_alpha <= 1.0:
+            raise InputError(
+                "--distill-temperature must be positive and --distill-alpha in [0, 1], got "
+                f"{self.distill_temperature} and {self.distill_alpha}."
+            )
         counts = {"epochs": self.epochs, "batch_size": self.batch_size}
         for name, value in counts.items():
             if value < 1:

@@ -140,6 +140,8 @@ class FaceBatches(keras.utils.PyDataset):
             by its square root, ``"sampling"`` draws classes uniformly (as many draws as
             faces), ``"none"`` leaves the data as is.
         workers: threads that read batches ahead of the train step.
+        teacher: a teacher's cached probabilities per face (:mod:`affectlite.train.distill`),
+            appended to the targets.
 
     The last incomplete batch is dropped (one input shape, so one compiled step), unless the
     source is smaller than one batch.
@@ -153,10 +155,14 @@ class FaceBatches(keras.utils.PyDataset):
         balance: str = "loss",
         seed: int = 0,
         workers: int = 2,
+        teacher: np.ndarray | None = None,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         weights = loss_weights(source.targets, balance)
         self.source, self.batch_size, self.balance = source, batch_size, balance
+        self.targets = (
+            source.targets if teacher is None else np.concatenate([source.targets, teacher], 1)
+        )
         self.labels = source.targets.argmax(axis=1)
         self.example_weight = (source.targets @ weights).astype(np.float32)
         self.rng = np.random.default_rng(seed)
@@ -191,7 +197,7 @@ class FaceBatches(keras.utils.PyDataset):
         chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         unique, inverse = np.unique(chosen, return_inverse=True)
         images = self.source.read(unique)[inverse]
-        return images, self.source.targets[chosen], self.example_weight[chosen]
+        return images, self.targets[chosen], self.example_weight[chosen]
 
 
 class EvalBatches(keras.utils.PyDataset):

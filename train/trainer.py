@@ -39,7 +39,7 @@ from affectlite.edge_app.labels import LABELS
 from affectlite.errors import InputError
 from affectlite.files import write_json, write_text, write_with
 from affectlite.schemas import METRICS_VERSION, MetricsDocument
-from affectlite.train import plots
+from affectlite.train import distill, plots
 from affectlite.train.augment import TrainingModel, grid_png
 from affectlite.train.callbacks import (
     BEST_MODEL,
@@ -106,11 +106,11 @@ def _compile(model: keras.Model, config: TrainConfig, peak: float, steps: int, e
         alpha=0.01,
     )
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    loss, metrics = build_loss(config), [keras.metrics.CategoricalAccuracy("accuracy")]
+    if config.teacher:
+        loss, metrics = distill.loss_and_metrics(config)
     model.compile(
-        optimizer=optimizer,
-        loss=build_loss(config),
-        metrics=[keras.metrics.CategoricalAccuracy("accuracy")],
-        jit_compile=jit_mode(config.augment),
+        optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_mode(config.augment)
     )
 
 
@@ -255,7 +255,10 @@ def _train(
         write_json(run_dir / CONFIG_FILE, {**asdict(config), **summary})
     _announce(runtime, verbose)
     keras.utils.set_random_seed(config.seed)
-    data = FaceBatches(train_source, config.batch_size, balance=config.balance, seed=config.seed)
+    teacher = distill.teacher_targets(config, train_source) if config.teacher else None
+    data = FaceBatches(
+        train_source, config.batch_size, balance=config.balance, seed=config.seed, teacher=teacher
+    )
     with place.scope():
         classifier = build_model(config.backbone, config.input_size, config.weights, config.dropout)
         if config.init and not resume:  # a resumed run restores its own weights
