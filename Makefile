@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= train,jax,edge,dev
+EXTRAS ?= train,edge,dev
 
 .PHONY: setup demo test lint clean default-bundle pi-check
 
@@ -12,12 +12,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
+# The tests also train on Keras' JAX backend: `make test` adds the jax extra (`make demo` does not
+# need it).
+$(VENV)/.installed-jax: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS),jax]'
+	touch $@
+
 setup: $(VENV)/.installed
 
 demo: setup
 	$(VENV)/bin/affectlite demo
 
-test: setup
+test: $(VENV)/.installed-jax
 	$(PY) -m pytest -q
 
 lint: setup
