@@ -282,7 +282,7 @@ def predict_photo(
     record = {"file": shown(path), "annotated": name}
     if still.reduction > 1:  # decoded reduced: boxes in the file's pixels, as `run` writes them
         record["decoded_at"] = f"1/{still.reduction}"
-    faces = [face.scaled(still.reduction).to_dict() for face in faces]
+    faces = [face.scaled(still.reduction).inside(*still.upright_size).to_dict() for face in faces]
     emit({**record, "faces": faces})
     return written, picture
 

@@ -485,7 +485,9 @@ def run_loop(
         reduction = getattr(source, "current_reduction", 1)
         reported = result
         if reduction > 1:  # a large still decoded at reduced size: boxes in the file's pixels
-            reported = replace(result, faces=[face.scaled(reduction) for face in result.faces])
+            size = source.current_size  # boxes clipped to the file's picture
+            faces = [face.scaled(reduction).inside(*size) for face in result.faces]
+            reported = replace(result, faces=faces)
         record = {"frame": stats.frames, **reported.to_dict()}
         current = getattr(source, "current_path", None)
         if current is not None:

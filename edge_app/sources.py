@@ -228,6 +228,7 @@ class ImageFilesSource(FrameSource):
         self.skipped: list[str] = []
         self.current_path: Path | None = None
         self.current_reduction = 1
+        self.current_size: tuple[int, int] | None = None  # the file's upright (width, height)
         self._next = 0
 
     def open(self) -> None:
@@ -251,6 +252,7 @@ class ImageFilesSource(FrameSource):
                 self._skip(path, str(error))
                 continue
             self.current_path, self.current_reduction = path, still.reduction
+            self.current_size = still.upright_size
             return still.rgb
         return None
 

@@ -175,3 +175,25 @@ def test_show_picks_a_window_that_can_open_here_or_says_why(monkeypatch, capsys)
         assert "no window" in capsys.readouterr().err
     monkeypatch.setenv("SDL_VIDEODRIVER", "offscreen")  # SDL has a display: Kivy can show
     assert window_backend(True) in ("opencv", "kivy")
+
+
+def test_boxes_of_a_reduced_photo_stay_inside_the_file(tmp_path, sample_photos):
+    """A 3001×3001 JPEG, decoded at 1/2 (libjpeg rounds up to 1501 px: a box clipped there and
+    doubled would end at 3002), whose face is cut by the right edge: the boxes predict and run report in the file's
+    pixels stay inside it."""
+    crop = sample_photos["astronaut"][0:250, 20:270]  # the face cut at the right
+    big = cv2.resize(crop, (3001, 3001), interpolation=cv2.INTER_CUBIC)
+    photo = tmp_path / "big.jpg"
+    cv2.imwrite(str(photo), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    done = affectlite("predict", photo, "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    (line,) = read_lines(tmp_path / "out" / "predictions.jsonl")
+    assert line["decoded_at"] == "1/2" and line["faces"]
+    ran = affectlite("run", photo, "--jsonl", tmp_path / "run.jsonl", "--max-frames", "1")
+    assert ran.returncode == 0, ran.stderr
+    (frame,) = read_lines(tmp_path / "run.jsonl")
+    for face in line["faces"] + frame["faces"]:
+        x, y, w, h = face["box"]
+        assert x >= 0 and y >= 0 and x + w <= 3001 and y + h <= 3001, face["box"]
+    x, _, w, _ = line["faces"][0]["box"]
+    assert x + w == 3001  # it did reach the edge
