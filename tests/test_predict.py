@@ -179,8 +179,8 @@ def test_show_picks_a_window_that_can_open_here_or_says_why(monkeypatch, capsys)
 
 def test_boxes_of_a_reduced_photo_stay_inside_the_file(tmp_path, sample_photos):
     """A 3001×3001 JPEG, decoded at 1/2 (libjpeg rounds up to 1501 px: a box clipped there and
-    doubled would end at 3002), whose face is cut by the right edge: the boxes predict and run report in the file's
-    pixels stay inside it."""
+    doubled would end at 3002), whose face is cut by the right edge: the boxes predict and run
+    report in the file's pixels stay inside it."""
     crop = sample_photos["astronaut"][0:250, 20:270]  # the face cut at the right
     big = cv2.resize(crop, (3001, 3001), interpolation=cv2.INTER_CUBIC)
     photo = tmp_path / "big.jpg"
