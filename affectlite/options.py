@@ -196,17 +196,15 @@ class _Sources(argparse.Action):
         setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), *values])
 
 
-def add_sources(
-    parser: argparse.ArgumentParser, help: str, *, required: bool = True, several: bool = True
-) -> None:
-    """Positional ``SOURCE`` arguments (``--source`` kept as a hidden alias): ``args.sources``
-    is their list and, for commands that read one (``several=False``), ``args.source`` the
-    one (or None). :func:`finish` checks the count."""
+def add_sources(parser: argparse.ArgumentParser, help: str, *, required: bool = True) -> None:
+    """Positional ``SOURCE`` arguments, one or more (``--source`` kept as a hidden alias,
+    repeatable): ``args.sources`` is their list. :func:`finish` checks that one is given
+    when ``required``."""
     parser.add_argument(
         "sources", nargs="*", action=_Sources, default=None, metavar="SOURCE", help=help
     )
     parser.add_argument("--source", dest="sources", action=_Sources, help=argparse.SUPPRESS)
-    parser.set_defaults(_sources=(required, several))
+    parser.set_defaults(_sources_required=required)
 
 
 def add_input_size(parser: argparse.ArgumentParser, *, backbone_option: bool = False) -> None:
@@ -238,18 +236,12 @@ def input_size_for(backbone: str | None) -> int:
 
 
 def finish(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """What parsing alone cannot do: check the number of sources (``parser.error``: exit 2)
-    and fill ``--input-size`` from ``--backbone`` (unless a bundle sets it)."""
-    if hasattr(args, "_sources"):
-        required, several = args._sources
-        sources = args.sources or []
-        if required and not sources:
+    """What parsing alone cannot do: check that a required SOURCE is given (``parser.error``:
+    exit 2) and fill ``--input-size`` from ``--backbone`` (unless a bundle sets it)."""
+    if hasattr(args, "_sources_required"):
+        args.sources = args.sources or []
+        if args._sources_required and not args.sources:
             parser.error("give a SOURCE")
-        if len(sources) > 1 and not several:
-            parser.error(f"reads one SOURCE at a time, got {len(sources)}: {' '.join(sources)}")
-        args.sources = sources
-        if not several:
-            args.source = sources[0] if sources else None
     if getattr(args, "_input_size_from_backbone", False) and args.input_size is None:
         if not getattr(args, "bundle", None):
             args.input_size = input_size_for(getattr(args, "backbone", None))

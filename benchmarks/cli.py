@@ -6,6 +6,7 @@ Examples::
     affectlite bench --bundle bundles/int8 --bundle bundles/float32 --threads 1,2,4
     affectlite bench --bundle bundles/int8 --reference mobilenet_v2.tflite --runs 200
     affectlite bench clip.mp4 --bundle bundles/int8 --json - > bench.json
+    affectlite bench day.mp4 night.mp4 --bundle bundles/int8    # the two clips in turn
     affectlite bench --bundle bundles/int8 --soak 600
 
 Results go to ``benchmarks/results/<host>-<date>/`` (``bench.json``, ``bench.md``, PNG plots)
@@ -21,9 +22,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from affectlite.edge_app.bundle import DEFAULT_BUNDLE
 from affectlite.edge_app.runtime import default_threads
-from affectlite.edge_app.sources import SourceError, open_source
+from affectlite.edge_app.sources import FrameSource, SourceError, open_source
 from affectlite.errors import InputError
 from affectlite.options import add_bundle, add_json, add_sources, check_paths, emit_json
 
@@ -98,9 +101,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_sources(
         parser,
         "read frames from a camera (0, picamera2), video file or image folder instead of the "
-        "built-in frames",
+        "built-in frames; several are read in turn, a round from each, and measured together "
+        "(one row per bundle and thread count: the latency of that mix of scenes, as with the "
+        "built-in frames); bench each SOURCE alone for a figure per scene",
         required=False,
-        several=False,
     )
     parser.add_argument(
         "--frame-size",
@@ -162,10 +166,51 @@ def _progress(total_label: str):
     return update, bar
 
 
-def _open(spec: str):
-    looped = Path(spec).exists()  # files and folders loop; cameras never end
-    options = {"loop": True} if looped else {}
-    return open_source(spec, reconnect=False, **options)
+class InTurn:
+    """Several opened sources read as one: ``per_turn`` frames from each in turn (a round of
+    the benchmark reads one frame per bundle variant, so all variants of a round see the same
+    source)."""
+
+    def __init__(self, sources: list[FrameSource], per_turn: int = 1) -> None:
+        self.sources, self.per_turn = sources, per_turn
+        self.name = " + ".join(source.name for source in sources)
+        self.live = any(source.live for source in sources)
+        self._reads = 0
+        self._current = sources[0]
+
+    def read(self) -> np.ndarray | None:
+        self._current = self.sources[self._reads // self.per_turn % len(self.sources)]
+        self._reads += 1
+        return self._current.read()
+
+    def detection_frame(self) -> np.ndarray | None:
+        return self._current.detection_frame()
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()
+
+
+def _open(specs: list[str], per_turn: int = 1) -> tuple[FrameSource | InTurn, np.ndarray]:
+    """Opens the sources (files and folders loop; cameras never end), several read in turn,
+    and reads the first frame of the first one.
+
+    Raises:
+        SourceError: for a source that cannot be opened or gives no frame (none is left open).
+    """
+    sources: list[FrameSource] = []
+    try:
+        for spec in specs:
+            looped = Path(spec).exists()
+            sources.append(open_source(spec, reconnect=False, **({"loop": True} if looped else {})))
+        first = sources[0].read()
+        if first is None:
+            raise SourceError(f"{sources[0].name}: no frame to read.")
+    except BaseException:
+        for source in sources:
+            source.close()
+        raise
+    return (sources[0] if len(sources) == 1 else InTurn(sources, per_turn)), first
 
 
 def _bench(args: argparse.Namespace, threads: list[int]) -> int:
@@ -173,12 +218,10 @@ def _bench(args: argparse.Namespace, threads: list[int]) -> int:
     source = None
     frames, origin = [], "none (reference models only)"
     try:
-        if args.source and args.bundle:
-            source = _open(args.source)
-            first = source.read()
-            if first is None:
-                raise SourceError(f"{args.source}: no frame to read.")
-            frames, origin = [first], args.source
+        if args.sources and args.bundle:
+            per_round = sum(variant.kind == "bundle" for variant in variants)
+            source, first = _open(args.sources, per_round)
+            frames, origin = [first], source.name
         elif args.bundle:
             frames, origin = sample_frames(args.frame_size, args.frames)
         update, bar = _progress("bench")
@@ -236,11 +279,11 @@ def _soak(args: argparse.Namespace, threads: list[int]) -> int:
         )
     out_dir = args.out or default_out_dir()
     with tempfile.TemporaryDirectory(prefix="affectlite-soak-") as work:
-        spec = args.source
-        if spec is None:
+        specs = args.sources
+        if not specs:
             frames, _ = sample_frames(args.frame_size, args.frames)
-            spec = str(write_loop_video(frames, Path(work) / "loop.avi"))
-        source = _open(spec)
+            specs = [str(write_loop_video(frames, Path(work) / "loop.avi"))]
+        source, _ = _open(specs)
         try:
             update, bar = _progress("soak")
             doc = run_soak(
@@ -250,7 +293,7 @@ def _soak(args: argparse.Namespace, threads: list[int]) -> int:
                 bar.close()
         finally:
             source.close()
-    if args.source is None:
+    if not args.sources:
         doc["settings"]["source"] = (
             f"built-in frames ({args.frames}) as a looping MJPEG video, "
             f"{args.frame_size[0]}×{args.frame_size[1]}"
@@ -267,8 +310,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.bundle and not args.reference:
         args.bundle = [DEFAULT_BUNDLE]
         print(f"affectlite bench: using the default bundle {DEFAULT_BUNDLE}", file=sys.stderr)
-    if args.source and not args.bundle:
-        raise InputError("--source feeds bundles; add a --bundle.")
+    if args.sources and not args.bundle:
+        raise InputError("a SOURCE feeds bundles; add a --bundle.")
     if args.warmup < 0:
         raise InputError(f"--warmup must be >= 0, got {args.warmup}.")
     for reference in args.reference:

@@ -1,12 +1,18 @@
 """``affectlite run``: the headless runner for devices without a display.
 
-Reads a camera, video file or image folder, runs the pipeline on every frame and writes one
-JSON line per frame::
+Reads cameras, video files or image folders, one SOURCE after another, runs the pipeline on
+every frame and writes one JSON line per frame::
 
     {"frame": 0, "timestamp": 1732550000.12, "faces": [{"track_id": 1, "box": [x, y, w, h],
      "label": "happy", "confidence": 0.81, "uncertain": false, "probabilities": {...},
      "score": 0.93}], "timings_ms": {"detect": 2.1, "crop": 0.2, "classify": 9.8, "post": 0.1,
-     "total": 12.3}, "error": null}
+     "total": 12.3}, "error": null, "source": "clip.mp4"}
+
+``frame`` counts from 0 in each source; a photo's line names its ``file``, any other line its
+``source`` (the SOURCE as given). Tracking and smoothing restart with each source, so no track
+spans two of them. A source that cannot be opened ends a one-source run (exit 2, no output);
+among several it gets an error line and one line on standard error, the others are read, and
+the exit status is 2.
 
 A camera that is missing at start or lost mid-run produces lines with ``"error"`` set and no
 faces, and is reopened with exponential back-off. Still images over ``--max-pixels`` are refused
@@ -20,9 +26,9 @@ folders, a video without ``--loop``) appends ``{"event": "interrupted", ...}``, 
 ``.partial`` name and exits 143 / 130; on a camera or a looping video SIGTERM is a normal stop.
 Examples::
 
-    affectlite run --source picamera2 --bundle bundle/ --jsonl faces.jsonl
-    affectlite run --source 0 --bundle bundle/ --show
-    affectlite run --source clip.mp4 --bundle bundle/ --max-frames 100
+    affectlite run picamera2 --bundle bundle/ --jsonl faces.jsonl
+    affectlite run 0 --bundle bundle/ --show
+    affectlite run clip.mp4 other.mp4 photos/ --bundle bundle/ --max-frames 100
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +133,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_sources(
         parser,
         "picamera2, android, a webcam index (0, 1, …), a video file, an image file or a "
-        "folder of images (photos are classified one by one, without tracking or smoothing)",
-        several=False,
+        "folder of images (photos are classified one by one, without tracking or smoothing); "
+        "several are read one after another into the same output, tracking restarting with each",
     )
     add_bundle(parser)
     parser.add_argument(
@@ -135,7 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_overwrite(parser, "an existing --jsonl file (never the source)")
     parser.add_argument("--show", action="store_true", help="show frames with boxes (needs a GUI)")
-    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--max-frames", type=int, help="stop each source after this many frames")
     add_face_options(parser)
     parser.add_argument(
         "--min-face",
@@ -167,7 +174,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.threshold,
         help="smoothed confidence below which a face is 'uncertain'",
     )
-    parser.add_argument("--loop", action="store_true", help="restart a video or folder at its end")
+    parser.add_argument(
+        "--loop", action="store_true", help="restart a video or folder at its end (one SOURCE)"
+    )
     add_max_pixels(parser, MAX_STILL_PIXELS)
     parser.add_argument(
         "--rss-every",
@@ -473,11 +482,14 @@ def run_loop(
     rss_every: int = 0,
     display: bool = False,
     stop: threading.Event | None = None,
+    name: str | None = None,
 ) -> None:
-    """Processes frames until the source ends, ``max_frames`` or ``stop`` is set."""
+    """Processes frames until the source ends, ``max_frames`` of it or ``stop`` is set. Lines
+    without a ``file`` name the ``source``: ``name``, by default the source's own."""
     stop = stop or threading.Event()
     still = getattr(source, "still", False)  # photos: no tracking or smoothing across them
-    while not stop.is_set() and (max_frames is None or stats.frames < max_frames):
+    first = stats.frames  # the frames of the sources before this one
+    while not stop.is_set() and (max_frames is None or stats.frames - first < max_frames):
         frame = source.read()
         if frame is None:
             break
@@ -488,10 +500,12 @@ def run_loop(
             size = source.current_size  # boxes clipped to the file's picture
             faces = [face.scaled(reduction).inside(*size) for face in result.faces]
             reported = replace(result, faces=faces)
-        record = {"frame": stats.frames, **reported.to_dict()}
+        record = {"frame": stats.frames - first, **reported.to_dict()}
         current = getattr(source, "current_path", None)
         if current is not None:
             record["file"] = shown(current)
+        else:
+            record["source"] = name or source.name
         if reduction > 1:
             record["decoded_at"] = f"1/{reduction}"
         if rss_every and stats.frames % rss_every == 0:
@@ -505,6 +519,8 @@ def run_loop(
 
 def _config(args: argparse.Namespace) -> tuple[PipelineConfig, Backoff]:
     check_positive(max_frames=args.max_frames, max_pixels=args.max_pixels)
+    if args.loop and len(args.sources) > 1:
+        raise InputError(f"--loop repeats one SOURCE; got {len(args.sources)}.")
     if args.rss_every < 0:
         raise InputError(f"--rss-every must be >= 0, got {args.rss_every}.")
     config = PipelineConfig(
@@ -565,7 +581,8 @@ def run(args: argparse.Namespace) -> int:
         config, backoff = _config(args)
         if args.show:
             check_display()
-        _check_not_source(args.jsonl, args.source)
+        for source in args.sources:
+            _check_not_source(args.jsonl, source)
         out.open()
     except (AffectliteError, OutputError) as error:
         return _fail(error)
@@ -586,7 +603,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, pipeline: Pipeline, out: JsonLines, backoff: Backoff) -> int:
-    """Runs the opened output and pipeline over the source; returns the exit status."""
+    """Runs the opened output and pipeline over the sources in turn; returns the exit status."""
     stats = RunStats()
     stop = threading.Event()
     opened: list[FrameSource] = []
@@ -599,43 +616,57 @@ def _run(args: argparse.Namespace, pipeline: Pipeline, out: JsonLines, backoff: 
             if isinstance(source, ReconnectingSource):
                 source.close()  # Ends a back-off wait for a missing camera at once.
 
-    def report(message: str) -> None:
+    def report(name: str, message: str) -> None:
         stats.errors += 1
-        out.write({"frame": None, **FrameResult.failure(message).to_dict()})
+        out.write({"frame": None, **FrameResult.failure(message).to_dict(), "source": name})
 
     def skip(path: Path, message: str) -> None:
         out.write({"frame": None, "file": shown(path), **FrameResult.failure(message).to_dict()})
 
     options = {"loop": True} if args.loop else {}
-    status = 0
+    status, unfinished = 0, False
     with on_signals(halt):
-        try:
-            source = open_source(args.source, backoff=backoff, on_error=report, **options)
-        except AffectliteError:
-            out.discard()
-            raise
-        if isinstance(source, ImageFilesSource):
-            source.max_pixels, source.on_skip = int(args.max_pixels), skip
-        opened.append(source)
-        try:
-            with source:
-                run_loop(
-                    pipeline,
-                    source,
-                    out.write,
-                    stats,
-                    max_frames=args.max_frames,
-                    rss_every=args.rss_every,
-                    display=args.show,
-                    stop=stop,
+        for index, spec in enumerate(args.sources):
+            if stop.is_set():
+                unfinished = True  # sources left unread
+                break
+            name = shown(spec)
+            try:
+                source = open_source(
+                    spec, backoff=backoff, on_error=partial(report, name), **options
                 )
-        except SourceError as error:  # Only when --max-retries is exhausted.
-            report(str(error))
-            status = 1
-        finally:
-            stats.rss_end = rss_bytes()
-    finite = not source.live and not args.loop
-    if received and finite:
+            except AffectliteError as error:
+                if len(args.sources) == 1:
+                    out.discard()
+                    raise
+                report(name, str(error))
+                _fail(error, 0)
+                status = max(status, 2)
+                continue
+            if isinstance(source, ImageFilesSource):
+                source.max_pixels, source.on_skip = int(args.max_pixels), skip
+            opened.append(source)
+            pipeline.reset()  # no track or smoothing spans two sources
+            try:
+                with source:
+                    run_loop(
+                        pipeline,
+                        source,
+                        out.write,
+                        stats,
+                        max_frames=args.max_frames,
+                        rss_every=args.rss_every,
+                        display=args.show,
+                        stop=stop,
+                        name=name,
+                    )
+            except SourceError as error:  # Only when --max-retries is exhausted.
+                report(name, str(error))
+                status = max(status, 1)
+            finite = not source.live and not args.loop
+            unfinished = finite or index + 1 < len(args.sources)
+    stats.rss_end = rss_bytes()
+    if received and unfinished:
         name = signal.Signals(received[0]).name
         out.write({"event": "interrupted", "signal": name, "frames": stats.frames})
         out.close()
@@ -645,15 +676,16 @@ def _run(args: argparse.Namespace, pipeline: Pipeline, out: JsonLines, backoff: 
         out.finish()
         if received and received[0] == signal.SIGINT:
             status = 128 + signal.SIGINT
-    _print_summary(stats, source)
+    _print_summary(stats, opened)
     return status
 
 
-def _print_summary(stats: RunStats, source: FrameSource) -> None:
+def _print_summary(stats: RunStats, sources: list[FrameSource]) -> None:
     print(f"affectlite run: {stats.summary()}", file=sys.stderr)
-    for warning in getattr(source, "warnings", []):
-        print(f"affectlite run: warning: {warning}", file=sys.stderr)
-    skipped = getattr(source, "skipped", [])
+    for source in sources:
+        for warning in getattr(source, "warnings", []):
+            print(f"affectlite run: warning: {warning}", file=sys.stderr)
+    skipped = [message for source in sources for message in getattr(source, "skipped", [])]
     if skipped:
         print(f"affectlite run: skipped {len(skipped)} unreadable image(s):", file=sys.stderr)
         for message in skipped:

@@ -504,6 +504,28 @@ def test_cli_bench_runs_without_tensorflow(tiny_bundle, tmp_path):
     }
 
 
+def test_cli_bench_reads_several_sources_in_turn(tiny_bundle, face_frames, sample_photos, tmp_path):
+    faces = write_loop_video(face_frames, tmp_path / "faces.avi")
+    coffee = cv2.resize(sample_photos["coffee"], (640, 480), interpolation=cv2.INTER_AREA)
+    empty = write_loop_video([coffee, coffee[::-1]], tmp_path / "no_face.avi")  # no face
+    args = ["bench", str(faces), str(empty)]
+    for name in ("second", "third"):
+        load_bundle(shutil.copytree(tiny_bundle.path, tmp_path / name))
+        args += ["--bundle", str(tmp_path / name)]
+    args += ["--bundle", str(tiny_bundle.path), "--threads", "1", "--runs", "4", "--warmup", "1"]
+    args += ["--no-probe", "--no-plots"]
+    done = _run_without_tensorflow([*args, "--out", str(tmp_path / "out"), "--json", "-"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads(done.stdout)
+    source = f"{faces} + {empty}"
+    assert doc["settings"]["input_stage"] == {"kind": "source-read", "source": source}
+    assert doc["settings"]["frames"]["origin"] == source
+    # A round from each source in turn: every variant saw each scene in half of its rounds
+    # (three variants: reading a frame from each source in turn would give 1/4 or 3/4).
+    assert [v["faces_per_frame"] for v in doc["variants"]] == [0.5, 0.5, 0.5]
+    assert all(len(v["samples_ms"]["input"]) == 4 for v in doc["variants"])
+
+
 def test_cli_soak_runs_without_tensorflow(tiny_bundle, tmp_path):
     out = tmp_path / "soak"
     done = _run_without_tensorflow(

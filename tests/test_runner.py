@@ -359,10 +359,117 @@ def test_runner_stops_on_sigterm_while_waiting_for_a_camera(tmp_path, tiny_bundl
     assert f"camera {index}" in line["error"] and "Retrying in 60 s" in line["error"]
 
 
+# Several sources in one run ---------------------------------------------------------------
+
+
+@pytest.fixture
+def two_clips_and_photos(tmp_path, sample_photos) -> list[Path]:
+    """Two videos of the same moving face at the same places (a tracker that is not reset
+    between them would carry its track and smoothing into the second) and a folder holding a
+    photo with a face and one without."""
+    frames = [shift(fit(sample_photos["astronaut"]), dx=20 * i) for i in range(3)]
+    first = write_video(tmp_path / "first.avi", frames)
+    second = write_video(tmp_path / "second.avi", frames)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("grace_hopper", "coffee"):
+        image = cv2.cvtColor(sample_photos[name], cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(folder / f"{name}.png"), image)
+    return [first, second, folder]
+
+
+def test_runner_reads_several_sources_one_after_another(
+    tmp_path, tiny_bundle, two_clips_and_photos
+):
+    first, second, folder = two_clips_and_photos
+    out = tmp_path / "faces.jsonl"
+    args = [first, second, folder, "--bundle", tiny_bundle.path, "--jsonl", out]
+    done = affectlite_run(*args, "--threads", "1", "--max-frames", "2")
+    assert done.returncode == 0, done.stderr
+    lines = read_lines(out)
+    by_source = {str(first): [], str(second): []}
+    for line in lines[:4]:
+        by_source[line["source"]].append(line)
+    assert [line["frame"] for line in by_source[str(first)]] == [0, 1]  # --max-frames each
+    assert [line["frame"] for line in by_source[str(second)]] == [0, 1]
+    photos = lines[4:]
+    assert [Path(line["file"]).name for line in photos] == ["coffee.png", "grace_hopper.png"]
+    assert [len(line["faces"]) for line in photos] == [0, 1]
+    assert photos[1]["faces"][0]["track_id"] is None and "source" not in photos[1]
+    tracks = [{face["track_id"] for line in lines for face in line["faces"]} for lines in
+              by_source.values()]  # fmt: skip
+    assert len(tracks[0]) == len(tracks[1]) == 1 and not tracks[0] & tracks[1]
+    # The same frames, tracked and smoothed afresh: the same probabilities as the first clip's.
+    for a, b in zip(*by_source.values(), strict=True):
+        np.testing.assert_allclose(
+            list(a["faces"][0]["probabilities"].values()),
+            list(b["faces"][0]["probabilities"].values()),
+            atol=1e-6,
+        )
+    assert "6 frames, 5 faces" in done.stderr
+
+
+def test_runner_reports_a_bad_source_and_reads_the_others(
+    tmp_path, tiny_bundle, two_clips_and_photos
+):
+    first, _, folder = two_clips_and_photos
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"not a video at all")
+    out = tmp_path / "faces.jsonl"
+    args = [first, broken, "nowhere.mp4", folder, "--bundle", tiny_bundle.path, "--jsonl", out]
+    done = affectlite_run(*args, "--threads", "1")
+    assert done.returncode == 2, done.stderr
+    lines = read_lines(out)  # complete: renamed from .partial
+    assert [line.get("source") for line in lines[:3]] == [str(first)] * 3
+    failed = [line for line in lines if line["frame"] is None]
+    assert [line["source"] for line in failed] == [str(broken), "nowhere.mp4"]
+    assert all(line["faces"] == [] and line["error"] for line in failed)
+    assert "cannot decode" in failed[0]["error"] and "no such file" in failed[1]["error"]
+    assert [Path(line["file"]).name for line in lines[5:]] == ["coffee.png", "grace_hopper.png"]
+    errors = [line for line in done.stderr.splitlines() if "broken.avi" in line]
+    assert len(errors) == 1 and "nowhere.mp4" in done.stderr
+    assert "5 frames" in done.stderr and "2 source errors" in done.stderr
+
+
+def test_runner_stops_on_sigterm_during_the_second_source(tmp_path, tiny_bundle, sample_photos):
+    face = fit(sample_photos["astronaut"], 320, 240)
+    first = write_video(tmp_path / "first.avi", [face] * 2)
+    second = write_video(tmp_path / "long.avi", [shift(face, dx=i % 7) for i in range(1500)])
+    out = tmp_path / "faces.jsonl"
+    args = [first, second, "--bundle", tiny_bundle.path, "--jsonl", out, "--threads", "1"]
+    command = [sys.executable, "-c", NO_TENSORFLOW, "run", *map(str, args)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    partial = out.with_name("faces.jsonl.partial")
+    deadline = time.monotonic() + 60
+    while str(second) not in (partial.read_text() if partial.exists() else ""):
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the second source was not reached within 60 s"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert not out.exists()
+    lines = read_lines(partial)
+    assert [line["source"] for line in lines[:2]] == [str(first)] * 2
+    assert lines[-1] == {"event": "interrupted", "signal": "SIGTERM", "frames": len(lines) - 1}
+    assert 2 < len(lines) - 1 < 1502 and "incomplete" in stderr
+
+
+def test_runner_never_writes_over_a_file_of_any_source(tmp_path, tiny_bundle, two_clips_and_photos):
+    first, _, folder = two_clips_and_photos
+    target = folder / "coffee.png"
+    before = target.read_bytes()
+    args = [first, folder, "--bundle", tiny_bundle.path, "--jsonl", target, "--overwrite"]
+    done = affectlite_run(*args)
+    assert done.returncode == 2 and "is one of the source's files" in done.stderr
+    assert target.read_bytes() == before
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--source", "nowhere.mp4"], "no such file or folder"),
+        (["0", "1", "--loop"], "--loop repeats one SOURCE; got 2"),
         (["--source", "0", "--max-faces", "0"], "max_faces must be at least 1, got 0"),
         (["--source", "0", "--max-frames", "0"], "--max-frames must be at least 1, got 0"),
         (["--source", "0", "--detector", "haar"], "Haar"),
