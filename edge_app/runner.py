@@ -22,8 +22,10 @@ and peak resident memory (``rss_mb``, ``rss_peak_mb``) to every N-th line, for s
 
 ``--jsonl FILE`` is written as ``FILE.partial`` (one run per file) and renamed when the run
 completes; ``--jsonl -`` is standard output. SIGTERM or SIGINT on a finite source (files,
-folders, a video without ``--loop``) appends ``{"event": "interrupted", ...}``, keeps the
-``.partial`` name and exits 143 / 130; on a camera or a looping video SIGTERM is a normal stop.
+folders, a video without ``--loop``), or with SOURCEs left unread, appends ``{"event":
+"interrupted", ...}``, keeps the ``.partial`` name and exits 143 / 130; on the last SOURCE, when
+it is a camera or a looping video, SIGTERM is a normal stop.
+
 Examples::
 
     affectlite run picamera2 --bundle bundle/ --jsonl faces.jsonl
