@@ -668,18 +668,23 @@ def _run(args: argparse.Namespace, pipeline: Pipeline, out: JsonLines, backoff: 
             finite = not source.live and not args.loop
             unfinished = finite or index + 1 < len(args.sources)
     stats.rss_end = rss_bytes()
-    if received and unfinished:
-        name = signal.Signals(received[0]).name
-        out.write({"event": "interrupted", "signal": name, "frames": stats.frames})
-        out.close()
-        _fail(f"stopped by {name}; the output {out.partial or ''} is incomplete.", 0)
-        status = 128 + received[0]
-    else:
-        out.finish()
-        if received and received[0] == signal.SIGINT:
-            status = 128 + signal.SIGINT
+    status = _end(out, received[0] if received else None, unfinished, stats.frames, status)
     _print_summary(stats, opened)
     return status
+
+
+def _end(out: JsonLines, signum: int | None, unfinished: bool, frames: int, status: int) -> int:
+    """Ends the output and returns the exit status: a run stopped by a signal before its end
+    keeps ``.partial``, with a last ``interrupted`` line (128 + the signal); any other run gets
+    its final name (SIGINT still exits 130)."""
+    if signum is not None and unfinished:
+        name = signal.Signals(signum).name
+        out.write({"event": "interrupted", "signal": name, "frames": frames})
+        out.close()
+        _fail(f"stopped by {name}; the output {out.partial or ''} is incomplete.", 0)
+        return 128 + signum
+    out.finish()
+    return 128 + signum if signum == signal.SIGINT else status
 
 
 def _print_summary(stats: RunStats, sources: list[FrameSource]) -> None:
