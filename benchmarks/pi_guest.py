@@ -60,8 +60,8 @@ def has_face(update: Any) -> bool:
 
 
 def run_app(bundle: Path, source: Path, out: Path, frames: int, timeout: float) -> dict[str, Any]:
-    """Runs the app until ``frames`` frames are classified and the latest has a face, then
-    takes a screenshot."""
+    """Runs the app until ``frames`` frames of a camera or video are classified and the latest
+    has a face (a folder source: its first photo has one), then takes a screenshot."""
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("KIVY_HOME", str(out / "kivy"))
     os.environ.setdefault("XDG_CONFIG_HOME", str(out / "config"))
@@ -88,8 +88,11 @@ def run_app(bundle: Path, source: Path, out: Path, frames: int, timeout: float) 
             report["screenshot"] = Window.screenshot(name=str(out / "app.png"))
             report["window_size"] = list(Window.size)
             app.stop()
-        elif report["processed"] >= frames and has_face(app.last_update):
-            app.stop_worker()  # freeze the preview on the last classified frame
+        elif (app.stills is not None or report["processed"] >= frames) and has_face(
+            app.last_update
+        ):  # a folder source shows one still photo at a time: nothing to freeze
+            if app.stills is None:
+                app.stop_worker()  # freeze the preview on the last classified frame
             report["faces"] = [f.label for f in app.last_update.result.faces]
             report["frozen"] = True
 

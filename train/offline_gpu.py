@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # Standard library only above: `remote` runs as a plain script before the kit is installed.
@@ -100,6 +100,8 @@ class Plan:
     stages: list[list[str]]
     wheels: list[str]
     calibration_n: int = 500
+    convert_options: list[str] = field(default_factory=list)
+    """More ``convert`` options (the dry run's one-epoch model is near chance: ``--allow-weak``)."""
 
     @classmethod
     def load(cls, path: Path) -> Plan:
@@ -472,6 +474,7 @@ def finish(returned: Path, run: Path, plan: Plan, limits: Limits) -> None:
             "--n",
             plan.calibration_n,
             "--logit-adjust",
+            *plan.convert_options,
             "--out",
             run / "int8",
         ],
@@ -586,6 +589,7 @@ def dry_run(work: Path, limits: Limits = DRY_LIMITS) -> Path:
         stages=[DRY_STAGE.split()],
         wheels=[],
         calibration_n=16,
+        convert_options=["--allow-weak"],  # it proves the flow; one epoch is near chance
     )
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     prepare(plan, work, limits, limit=0, python_version=version, platform=None, workers=2)
