@@ -173,16 +173,12 @@ def time_entries(entries: list[Entry], face: dict[int, np.ndarray], runs: int) -
     return {name: summarize(values) for name, values in samples.items()}
 
 
-def compare(entries: list[Entry], data: Path, limit: int, runs: int) -> dict:
-    """Scores and times ``entries`` on FER2013Valid (majority vote)."""
-    from affectlite.train.datasets import load_dataset
+def score_entries(entries: list[Entry], index) -> tuple[list[dict], dict[int, np.ndarray]]:
+    """Each entry's scores on the faces of ``index`` (cropped once per input size and crop),
+    and one face per input size for timing."""
     from affectlite.train.pipeline import load_split
 
-    index = load_dataset(data, "ferplus", "val", ferplus_mode="majority")
-    if limit:
-        index.samples = index.samples[:limit]
-    splits = {}
-    rows = []
+    splits, rows = {}, []
     for entry in entries:
         key = (entry.input_size, entry.crop)
         if key not in splits:
@@ -190,10 +186,20 @@ def compare(entries: list[Entry], data: Path, limit: int, runs: int) -> dict:
         split = splits[key]
         print(f"scoring {entry.name} on {len(split.ids)} faces", file=sys.stderr)
         row = {"name": entry.name, "kind": entry.kind, "file": str(entry.path)}
-        row.update(score(entry, split.images, split.labels))
+        row |= score(entry, split.images, split.labels)
         row["size_bytes"] = entry.path.stat().st_size if entry.path.is_file() else None
         rows.append(row)
-    faces = {size: split.images[0] for (size, _), split in splits.items()}
+    return rows, {size: split.images[0] for (size, _), split in splits.items()}
+
+
+def compare(entries: list[Entry], data: Path, limit: int, runs: int) -> dict:
+    """Scores and times ``entries`` on FER2013Valid (majority vote)."""
+    from affectlite.train.datasets import load_dataset
+
+    index = load_dataset(data, "ferplus", "val", ferplus_mode="majority")
+    if limit:
+        index.samples = index.samples[:limit]
+    rows, faces = score_entries(entries, index)
     latency = time_entries(entries, faces, runs)
     for row in rows:
         row["latency_ms"] = latency.get(row["name"])

