@@ -68,3 +68,23 @@ def test_evaluate_in_a_pipe_reports_progress(tmp_path, tiny_bundle, write_face_f
     assert done.returncode == 0, done.stderr
     assert "crop val: 40/40 (100 %" in done.stderr and "classify: 40/40 (100 %" in done.stderr
     assert "\r" not in done.stderr  # no bar in a pipe
+
+
+def test_training_in_a_pipe_gets_a_line_per_ten_percent_of_each_epoch(immediate, capsys):
+    """``affectlite train`` in a pipe: Keras prints one line an epoch, this callback the rest."""
+    import keras
+
+    from affectlite.train.callbacks import EpochProgress
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(8)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((40, 2), np.float32), np.zeros((40, 8), np.float32)
+    model.fit(x, y, batch_size=2, epochs=2, verbose=0, callbacks=[EpochProgress()])
+    lines = capsys.readouterr().out.splitlines()
+    for epoch in (1, 2):
+        done = [
+            int(re.match(rf"epoch {epoch}/2: (\d+)/20 \(\d+ %, \d+ s\)$", line).group(1))
+            for line in lines
+            if line.startswith(f"epoch {epoch}/2:")
+        ]
+        assert done == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]

@@ -225,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
         },
     }
     print(f"train {len(train_split)} images, validation {len(val_split)} images → {run_dir}")
+    from affectlite.train.callbacks import EpochProgress
     from affectlite.train.trainer import train
 
     try:
@@ -236,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
             resume=bool(args.resume),
             data_summary=summary,
             verbose=1 if sys.stdout.isatty() else 2,
+            callbacks=() if sys.stdout.isatty() else (EpochProgress(),),
         )
     except KeyboardInterrupt:
         print(
