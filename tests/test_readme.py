@@ -151,7 +151,7 @@ def test_readme_commands_run_on_synthetic_datasets(tmp_path, sample_photos):
         )
         assert done.returncode == 0, f"{shlex.join(words)}\n{done.stdout[-2000:]}{done.stderr}"
         ran.append(words[1])
-    assert ran.count("train") == 4 and ran.count("convert") == 3 and "bench" in ran
+    assert ran.count("train") == 6 and ran.count("convert") == 3 and "bench" in ran
     assert (work / "bundles" / "affectnet-r50-float32" / "bundle.json").is_file()
     assert (work / "runs" / "ferplus-compact-48-ft" / "ferplus-valid.json").is_file()
     assert (work / "affectnet.json").is_file()
