@@ -277,6 +277,8 @@ class Variant:
             if line.startswith(MESSAGE):
                 return json.loads(line[len(MESSAGE) :])
         code = self.process.wait()
+        if code == InputError.exit_code:
+            raise InputError(f"benchmark worker {self.name}: refused its options (see above).")
         raise RuntimeError(f"benchmark worker {self.name} stopped (exit {code}); see its stderr.")
 
     def run_round(self) -> dict:
@@ -455,7 +457,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
+    try:
+        return run(parser().parse_args(argv), argv)
+    except InputError as error:
+        print(f"training benchmark: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.worker:
         backend, backbone = args.worker.split("/")
         return worker(backend, backbone, args)

@@ -42,7 +42,7 @@ def test_training_benchmark_interleaves_both_backends(tmp_path, capsys):
     assert order == ["jax/compact", "tensorflow/compact", "tensorflow/compact", "jax/compact"]
 
 
-def test_training_benchmark_reads_a_pack(tmp_path, write_face_folders):
+def test_training_benchmark_reads_a_pack(tmp_path, write_face_folders, capfd):
     """Faces packed at 32 px train at 40 px: read from the pack and resized in the step."""
     from affectlite.train.datasets import load_dataset
     from affectlite.train.readers import packed
@@ -57,12 +57,20 @@ def test_training_benchmark_reads_a_pack(tmp_path, write_face_folders):
     assert row["data"] == f"pack {pack} (train split)"
     assert row["steps"] == [3]
     assert row["loader_images_per_second"] > 0
+    before = (tmp_path / "out" / "training.json").read_bytes()
+    assert main([*args.split(), "--out", str(tmp_path / "out")]) == InputError.exit_code
+    assert (tmp_path / "out" / "training.json").read_bytes() == before  # never overwritten
+    too_many = args.replace("--steps 3", "--steps 4")  # 24 faces: 3 batches of 8
+    assert main(too_many.split()) == InputError.exit_code
+    err = capfd.readouterr().err  # the worker's line, then the parent's
+    assert "fewer than --steps 4" in err and "worker jax/compact: refused" in err
 
 
 @pytest.mark.parametrize(
     "args",
     ["--backend torch", "--backbones resnet5", "--data /no/such/folder"],
 )
-def test_training_benchmark_refuses_bad_options(args):
-    with pytest.raises(InputError):
-        main(args.split())
+def test_training_benchmark_refuses_bad_options(args, capsys):
+    assert main(args.split()) == InputError.exit_code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("training benchmark: --") and "\n" not in err
