@@ -95,7 +95,7 @@ def worker(backend: str, backbone: str, args: argparse.Namespace) -> int:
     from affectlite.train.pipeline import FaceBatches, measure_throughput
     from affectlite.train.trainer import _compile, _set_trainable
 
-    config = TrainConfig(
+    config = TrainConfig(  # the Makefile's FER+ recipe, from scratch
         backbone=backbone,
         input_size=args.input_size,
         weights="none",
@@ -421,16 +421,15 @@ def _header(result: dict, first: dict) -> list[str]:
     ]
 
 
-def _names(text: str, choices: tuple[str, ...] | None, flag: str) -> list[str]:
+def _names(text: str, choices: tuple[str, ...], flag: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if choices and name not in choices]
-    if not names or unknown:
-        raise InputError(f"{flag} {text!r}: choose from {', '.join(choices or ())}.")
+    if not names or any(name not in choices for name in names):
+        raise InputError(f"{flag} {text!r}: choose from {', '.join(choices)}.")
     return names
 
 
 def parser() -> argparse.ArgumentParser:
-    from affectlite.train.config import BACKBONE_NAMES, PRECISION_MODES
+    from affectlite.train.config import PRECISION_MODES
 
     parser = argparse.ArgumentParser(prog="python -m affectlite.benchmarks.training")
     parser.add_argument("--backend", default="jax,tensorflow", help="comma-separated backends")
@@ -451,7 +450,6 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, help="folder for training.json and training.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.set_defaults(choices=BACKBONE_NAMES)
     return parser
 
 
@@ -469,7 +467,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         backend, backbone = args.worker.split("/")
         return worker(backend, backbone, args)
     args.backend = _names(args.backend, BACKENDS, "--backend")
-    args.backbones = _names(args.backbones, args.choices, "--backbones")
+    from affectlite.train.config import BACKBONE_NAMES
+
+    args.backbones = _names(args.backbones, BACKBONE_NAMES, "--backbones")
+    for flag in ("steps", "rounds", "batch_size"):
+        if getattr(args, flag) < 1:
+            raise InputError(f"--{flag.replace('_', '-')} must be at least 1.")
     if args.data and not Path(args.data).is_dir():
         raise InputError(f"--data {args.data}: no such folder.")
     if args.out and (args.out / "training.json").exists():

@@ -68,7 +68,7 @@ def test_training_benchmark_reads_a_pack(tmp_path, write_face_folders, capfd):
 
 @pytest.mark.parametrize(
     "args",
-    ["--backend torch", "--backbones resnet5", "--data /no/such/folder"],
+    ["--backend torch", "--backbones resnet5", "--data /no/such/folder", "--rounds 0"],
 )
 def test_training_benchmark_refuses_bad_options(args, capsys):
     assert main(args.split()) == InputError.exit_code
