@@ -34,7 +34,7 @@ from affectlite.quiet import quiet_kivy, verbose
 
 from .bundle import BundleError, load_bundle, resolve_bundle, shipped_bundles
 from .detector import DETECTORS
-from .sources import Backoff, ReconnectingSource, make_source
+from .sources import Backoff, ReconnectingSource, make_source, return_freed_frames
 from .tracking import SMOOTHING
 
 # What Kivy's ``platform`` says, without importing Kivy (python-for-android sets these).
@@ -252,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
     if not verbose():
         os.environ.setdefault("KCFG_KIVY_LOG_LEVEL", "warning")
     quiet_kivy()  # before Kivy's first log line
+    return_freed_frames()
     try:
         import kivy  # noqa: F401  (the edge extra's; `pip install affectlite[train]` lacks it)
     except ImportError as error:

@@ -73,7 +73,7 @@ from .runner import (
     check_display,
     on_signals,
 )
-from .sources import OpenCVSource, SourceError, expand_glob, list_images
+from .sources import OpenCVSource, SourceError, expand_glob, list_images, return_freed_frames
 
 PROG = "affectlite predict"
 RESULTS = "predictions.jsonl"
@@ -311,7 +311,10 @@ def predict_stream(
     name = names.unique(stem, ".mp4")
     frames, stop_after = 0, False
     try:
-        with OpenCVSource(item.target) as source, atomic_path(names.out / name) as temporary:
+        with (
+            OpenCVSource(item.target, reuse=True) as source,
+            atomic_path(names.out / name) as temporary,
+        ):
             writer = None
             try:
                 while max_frames is None or frames < max_frames:
@@ -468,6 +471,7 @@ def _fail(message: object) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    return_freed_frames()
     out = args.out or fresh_folder(Path("runs") / f"predict-{time.strftime('%Y%m%d-%H%M%S')}")
     lines = JsonLines(out / RESULTS, option="--out", overwrite=args.overwrite)
     try:

@@ -80,6 +80,7 @@ from .sources import (
     SourceError,
     list_images,
     open_source,
+    return_freed_frames,
 )
 
 WINDOW = "affectlite"
@@ -577,6 +578,7 @@ def _fail(message: object, status: int = 2) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    return_freed_frames()
     logging.basicConfig(level=logging.WARNING, format="affectlite run: %(message)s")
     out = JsonLines(args.jsonl, overwrite=args.overwrite)
     try:

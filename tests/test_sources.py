@@ -69,6 +69,19 @@ def test_video_file_loops(tmp_path):
         np.testing.assert_allclose(mean_colour(frame), COLOURS[i % len(COLOURS)], atol=12)
 
 
+def test_reused_frames_are_decoded_into_one_array_and_stay_rgb(tmp_path):
+    clip = write_video(tmp_path / "clip.avi")
+    with OpenCVSource(clip, loop=True, reuse=True) as source:
+        first = source.read()
+        colours = [mean_colour(first)]
+        for _ in range(2 * len(COLOURS) - 1):
+            frame = source.read()
+            assert frame is first  # one 25 MB buffer for a 4K video, not one per frame
+            colours.append(mean_colour(frame))
+    expected = [COLOURS[i % len(COLOURS)] for i in range(len(colours))]
+    np.testing.assert_allclose(colours, expected, atol=12)
+
+
 def test_missing_or_undecodable_video_is_a_clear_error(tmp_path):
     with pytest.raises(SourceError, match="nothere.avi: video file not found"):
         OpenCVSource(tmp_path / "nothere.avi").open()
