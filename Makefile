@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= train,edge,dev
 
-.PHONY: setup demo test lint clean default-bundle pi-check
+.PHONY: setup demo test lint clean default-bundle resnet50-bundle resnet50-offline pi-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,28 @@ default-bundle: setup
 	  --json $(RUN)-ft/ferplus-valid.json
 	$(PY) -m affectlite.convert.publish $(RUN)-ft/int8 $(RUN)-ft/ferplus-valid.json \
 	  --name ferplus_valid
+
+# The card's ResNet50 (issue 21), as a second shipped bundle, `resnet50`: from scratch at 96 px
+# (ImageNet weights are not fetched) on Keras' JAX backend, on a GPU (pip install 'jax[cuda12]';
+# a plain script of this recipe took 161 s on one H200), then converted, scored and published as
+# default-bundle is. The kept epoch is the one with the best hold-out macro-F1; FER2013Valid is
+# scored once, after it is chosen. A GPU machine with no package index or no TensorFlow:
+# `make resnet50-offline` here, then docs/gpu-offline.md (remote there, finish here, publish).
+R50_RUN ?= runs/ferplus-resnet50-96
+R50_STAGE := --backbone resnet50 --input-size 96 --weights none --batch-size 256 --epochs 80 \
+  --learning-rate 0.002 --warmup-epochs 3 --weight-decay 0.05 --label-smoothing 0.1 \
+  --mixed-precision bf16 --balance none --dropout 0.3
+resnet50-bundle: $(VENV)/.installed-jax
+	$(AFFECTLITE) train --backend jax $(FERPLUS_ARGS) $(R50_STAGE) --out $(R50_RUN)
+	$(AFFECTLITE) convert --model $(R50_RUN)/best.keras --mode int8 $(FERPLUS_ARGS) --n 500 \
+	  --logit-adjust --out $(R50_RUN)/int8
+	$(AFFECTLITE) evaluate --model $(R50_RUN)/int8 --data $(FERPLUS) --format ferplus --split val \
+	  --json $(R50_RUN)/ferplus-valid.json
+	$(PY) -m affectlite.convert.publish $(R50_RUN)/int8 $(R50_RUN)/ferplus-valid.json \
+	  --name ferplus_valid --dest edge_app/models/resnet50
+
+resnet50-offline: setup
+	$(PY) -m affectlite.train.offline_gpu prepare --data $(FERPLUS) --stage "$(R50_STAGE)"
 
 # The Raspberry Pi install and run, checked in emulated arm64 Debian Bookworm and Trixie (root,
 # debootstrap, qemu-user-static, network; root file systems cached in ~/.cache/affectlite).

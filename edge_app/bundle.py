@@ -54,6 +54,8 @@ DEFAULT_BUNDLE = MODELS_DIR / "default"
 ``predict``, ``app``, ``bench`` and ``evaluate`` use when no bundle is named."""
 BUNDLES_ENV = "AFFECTLITE_BUNDLES"
 """More folders of named bundles (``os.pathsep``-separated), searched after the package's."""
+BUILT_BY = {"resnet50": "make resnet50-bundle (a GPU; docs/gpu-offline.md)"}
+"""How a named bundle that this install may not have yet is made."""
 
 
 class BundleError(InputError):
@@ -244,6 +246,8 @@ def load_bundle(path: str | Path) -> Bundle:
     if not manifest_path.is_file():
         names = ", ".join(shipped_bundles()) if len(path.parts) == 1 else ""
         hint = f" Bundles by name: {names}." if names else ""
+        if names and str(path) in BUILT_BY:
+            hint += f" {path} is not installed here; it is built by {BUILT_BY[str(path)]}."
         raise BundleError(
             f"{manifest_path}: no bundle manifest (is {path} a bundle folder?).{hint}"
         )

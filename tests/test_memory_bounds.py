@@ -4,7 +4,7 @@ its own subprocess (TensorFlow blocked), reports its peak resident memory (``VmH
 | input | expected |
 |---|---|
 | 40 MP JPEG photo (7300×5479) | annotated; peak ≤ 300 MB |
-| 4K MP4 video (3840×2160, 12 frames: the decoder's buffers reach their steady state) | annotated; peak ≤ 300 MB |
+| 4K MP4 video (3840×2160, 12 frames: past the decoder's warm-up) | annotated; peak ≤ 300 MB |
 | 12000×12000 PNG | refused from its header; peak ≤ 300 MB |
 | 12000×12000 GIF | refused from its header; peak ≤ 300 MB |
 | 12000×12000 MJPEG AVI | refused from its container's size; peak ≤ 300 MB |

@@ -77,6 +77,16 @@ def test_names_resolve_to_shipped_and_search_path_bundles(second, tmp_path, monk
         load_bundle(resolve_bundle("resnet5"))
 
 
+def test_resnet50_where_it_is_not_installed_says_how_it_is_built(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    shutil.copytree(MODELS_DIR / "default", models / "default")
+    monkeypatch.setattr(bundle_module, "MODELS_DIR", models)
+    monkeypatch.delenv(BUNDLES_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BundleError, match="resnet50 is not installed here; it is built by make"):
+        load_bundle(resolve_bundle("resnet50"))
+
+
 def test_a_search_path_cannot_replace_a_shipped_bundle(second, tiny_bundle, tmp_path, monkeypatch):
     shutil.copytree(tiny_bundle.path, tmp_path / "shadow" / "default")
     monkeypatch.setenv(BUNDLES_ENV, str(tmp_path / "shadow"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shlex
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -174,3 +176,50 @@ def test_prepare_options_reach_prepare():
     )
     assert args.command == "prepare" and args.stage == ["--epochs 1", "--epochs 2"]
     assert offline_gpu._parser().parse_args(["prepare", "--data", "d"]).max_file_mib == 16.0
+
+
+@pytest.mark.parametrize(
+    ("stage", "says"),
+    [
+        ("--backbone resnet50 --input-size 96", "--weights imagenet cannot be fetched"),
+        ("--backbone compact --weights none --out elsewhere", "--out is set by `remote`"),
+        ("--backbone compact --weights none --input-size 8", "--input-size must be at least"),
+        ("--backbone compact --weights none --epochs", "refused by `affectlite train`"),
+        ("--backbone compact --weights none --distribute mirrored", "not available on the jax"),
+    ],
+)
+def test_prepare_refuses_a_stage_the_machine_would_refuse_before_packing(tmp_path, stage, says):
+    (tmp_path / "faces").mkdir()
+    work = tmp_path / "work"
+    argv = ["prepare", "--data", str(tmp_path / "faces"), "--work", str(work)]
+    with pytest.raises(SystemExit) as stopped:
+        offline_gpu.main([*argv, "--stage", "--backbone compact --weights none", "--stage", stage])
+    assert str(stopped.value).startswith("--stage 2 (") and says in str(stopped.value)
+    assert not work.exists()
+
+
+def test_the_makefile_resnet50_recipe_parses_here_and_for_the_gpu_machine():
+    from test_readme import parse
+
+    shown = subprocess.run(
+        ["make", "-n", "--no-print-directory", "resnet50-bundle", "resnet50-offline"],
+        cwd=offline_gpu.REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = re.sub(r"\\\n\s*", "", shown).splitlines()
+    commands = [
+        shlex.split(line.split("/bin/", 1)[1]) for line in lines if "bin/affectlite " in line
+    ]
+    assert [words[1] for words in commands] == ["train", "convert", "evaluate"]
+    for words in commands:
+        parse(words)
+    trained = shlex.join(commands[0])
+    assert "--backend jax" in trained and "--backbone resnet50" in trained
+    (prepare,) = [shlex.split(line) for line in lines if "offline_gpu prepare" in line]
+    stage = prepare[prepare.index("--stage") + 1]
+    offline_gpu.check_stages([shlex.split(stage)])
+    assert stage in trained
+    (publish,) = [line for line in lines if "convert.publish" in line]
+    assert "--dest edge_app/models/resnet50" in publish

@@ -234,6 +234,7 @@ def prepare(
     """Pack, archive, wheels, plan; returns the travelling bytes (checked against ``limits``)."""
     from affectlite.files import write_json
 
+    check_stages(plan.stages)
     carry = work / "carry"
     manifest = pack_data(plan, work / "pack", limit, workers)
     archive(work / "pack", carry / "data.tar.xz")
@@ -242,6 +243,47 @@ def prepare(
     counts = {split: entry["count"] for split, entry in manifest["splits"].items()}
     print(f"packed {counts} at {plan.pack_size} px")
     return check_travel(REPO, [carry], limits)
+
+
+SET_THERE = ("--data", "--format", "--split", "--out", "--backend", "--resume", "--init")
+"""Options that ``remote`` gives every stage itself (``--init``: the previous stage's model)."""
+
+
+def check_stages(stages: list[list[str]]) -> None:
+    """Parses each stage and builds its training config as ``remote`` will run it, so that a
+    refused option stops ``prepare`` here, before anything is packed or sent.
+
+    Raises:
+        SystemExit: one line naming the stage, after argparse's own message for a bad option.
+    """
+    import importlib
+    from dataclasses import fields
+
+    from affectlite.cli import COMMANDS, build_parser
+    from affectlite.errors import InputError
+    from affectlite.options import finish as finish_options
+    from affectlite.train.config import TrainConfig
+
+    parser = build_parser("train", importlib.import_module(COMMANDS["train"][0]))
+    for number, stage in enumerate(stages, 1):
+        shown = f"--stage {number} ({shlex.join(stage)})"
+        given = [word.split("=", 1)[0] for word in stage]
+        if clash := [option for option in SET_THERE if option in given]:
+            raise SystemExit(f"{shown}: {', '.join(clash)} is set by `remote` itself; drop it.")
+        there = ["--backend", "jax", "--data", "pack", "--format", "packed", *stage]
+        try:
+            args = parser.parse_args(there)
+            finish_options(parser, args)
+            config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+        except SystemExit:
+            raise SystemExit(f"{shown}: refused by `affectlite train` (above).") from None
+        except InputError as error:
+            raise SystemExit(f"{shown}: {error}") from None
+        if config.weights.lower() == "imagenet":
+            raise SystemExit(
+                f"{shown}: --weights imagenet cannot be fetched on a machine with no network; "
+                "use --weights none (from scratch)."
+            )
 
 
 # --- remote (there; standard library until the venv exists) -----------------------------------
