@@ -167,6 +167,40 @@ def test_read_coalesces_runs_and_wants_sorted_in_range_indices(faces, tmp_path):
     np.testing.assert_array_equal(source.load().images, every)
 
 
+def test_a_limited_packed_split_reads_the_drawn_faces(tmp_path):
+    from affectlite.train.datasets import drawn
+    from affectlite.train.readers.packed import open_packed
+
+    root = tmp_path / "many"
+    for i in range(12):
+        write_image(root / "train" / ("happy", "sad")[i % 2] / f"{i}.png", (40, 40, 3))
+    out = tmp_path / "packed"
+    assert main(PACK + [str(root), "--out", str(out), "--split", "train"]) == 0
+    every = open_packed(out, "train")
+    limited = every.limited(5, seed=3)
+    keep = drawn(12, 5, seed=3)
+    assert len(limited) == 5 and limited.ids == [every.ids[i] for i in keep]
+    np.testing.assert_array_equal(limited.targets, every.targets[keep])
+    np.testing.assert_array_equal(limited.read(np.arange(5)), every.read(keep))
+    np.testing.assert_array_equal(limited.read(np.array([1, 3])), every.read(keep[[1, 3]]))
+    again = limited.limited(2, seed=0)  # a draw from a draw maps to the file's rows
+    np.testing.assert_array_equal(again.read(np.arange(2)), every.read(keep[drawn(5, 2, 0)]))
+    assert every.limited(0, seed=3) is every and every.limited(12, seed=3) is every
+
+
+def test_training_on_a_pack_refuses_holdout_before_reading_it(faces, tmp_path, capsys):
+    out = tmp_path / "packed"
+    assert main(PACK + [str(faces), "--out", str(out)]) == 0
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(out), "--format", "packed", "--holdout", "0.1"]
+    argv += ["--backbone", "compact", "--weights", "none", "--out", str(run)]
+    assert main(argv) == 2
+    assert "--holdout 0.1: a packed folder validates on a split packed with it" in (
+        capsys.readouterr().err
+    )
+    assert not run.exists()
+
+
 def test_pack_keeps_ferplus_soft_labels_and_stores_grey_faces_once(tmp_path):
     from affectlite.train.readers.packed import open_packed
 

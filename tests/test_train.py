@@ -317,6 +317,10 @@ def test_train_from_a_packed_folder_then_evaluate(face_folders, tmp_path):
             "1",
             "--batch-size",
             "16",
+            "--limit",
+            "80",
+            "--val-limit",
+            "20",
             "--out",
             str(run),
         ),
@@ -332,11 +336,13 @@ def test_train_from_a_packed_folder_then_evaluate(face_folders, tmp_path):
             str(report),
         ),
     ]
+    outputs = {}
     for step in steps:
         process = _affectlite(*step)
-        output = process.communicate(timeout=600)[0]
+        outputs[step[0]] = output = process.communicate(timeout=600)[0]
         assert process.returncode == 0, (step[0], output[-3000:])
     assert np.load(packed / "train-images.npy", mmap_mode="r").shape[:3] == (96, 32, 32)
+    assert "train 80 images, validation 20 images" in outputs["train"]  # --limit reads a pack too
     assert json.loads((run / "config.json").read_text())["data"]["format"] == "packed"
     from affectlite.convert.converter import load_keras_model
 

@@ -120,7 +120,14 @@ def _load(args, config, policy):
     from affectlite.train.pipeline import load_split
 
     if args.format == "packed":
-        return _packed(args.data, args.split, config.input_size)
+        if args.holdout:
+            raise InputError(
+                f"--holdout {args.holdout}: a packed folder validates on a split packed with it "
+                "(--split); drop --holdout."
+            )
+        train, val = _packed(args.data, args.split, config.input_size)
+        train = train.limited(args.limit, config.seed)
+        return train, val.limited(args.val_limit, config.seed).load()  # validation in memory
     from affectlite.train.datasets import limit_samples, split_holdout
 
     indexes = {}
@@ -141,7 +148,7 @@ def _load(args, config, policy):
 
 
 def _packed(directory: str, split: str, input_size: int):
-    """A packed folder: training faces streamed from disk, validation faces in memory.
+    """A packed folder's training and validation splits (streamed from disk).
 
     Faces packed smaller than ``input_size`` are resized in the train step as ``crop_face``
     would upsample them; larger ones are refused (crop_face shrinks with another filter).
@@ -154,7 +161,7 @@ def _packed(directory: str, split: str, input_size: int):
             f"--data {directory}: faces are packed at {train.size} px, larger than --input-size "
             f"{input_size}; pack at {input_size} px or train with --input-size {train.size}."
         )
-    return train, open_packed(directory, split).load()
+    return train, open_packed(directory, split)
 
 
 def run(args: argparse.Namespace) -> int:

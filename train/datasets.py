@@ -262,9 +262,17 @@ def limit_samples(index: DatasetIndex, limit: int, seed: int) -> DatasetIndex:
     Random rather than the first N: a class-folder dataset lists one class after another, so
     its first N samples would all be "anger". The drawn samples keep their original order.
     """
+    keep = drawn(len(index.samples), limit, seed)
+    if keep is None:
+        return index
+    return dataclasses.replace(index, samples=[index.samples[i] for i in keep])
+
+
+def drawn(count: int, limit: int, seed: int) -> np.ndarray | None:
+    """Ascending indices of at most ``limit`` of ``count`` samples (0: all), drawn at random
+    with ``seed``; ``None`` when all are kept. The one draw behind ``--limit``."""
     if limit < 0:
         raise InputError(f"--limit must be 0 (all) or more, got {limit}.")
-    if not limit or limit >= len(index.samples):
-        return index
-    keep = np.sort(np.random.default_rng(seed).permutation(len(index.samples))[:limit])
-    return dataclasses.replace(index, samples=[index.samples[i] for i in keep])
+    if not limit or limit >= count:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(count)[:limit])

@@ -27,7 +27,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -312,6 +312,7 @@ class PackedSplit:
         size: the crop side in pixels.
         channels: as stored (1: grey, expanded to RGB on read).
         offset: where the pixel data starts in ``path``.
+        rows: the file rows of these faces, ascending (``None``: every row); see :meth:`limited`.
     """
 
     path: Path
@@ -320,6 +321,7 @@ class PackedSplit:
     size: int
     channels: int
     offset: int
+    rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -327,6 +329,18 @@ class PackedSplit:
     @property
     def row_bytes(self) -> int:
         return self.size * self.size * self.channels
+
+    def limited(self, limit: int, seed: int) -> PackedSplit:
+        """At most ``limit`` of these faces (0: all), drawn as ``--limit`` draws from any other
+        dataset (:func:`affectlite.train.datasets.drawn`)."""
+        from affectlite.train.datasets import drawn
+
+        keep = drawn(len(self), limit, seed)
+        if keep is None:
+            return self
+        rows = keep if self.rows is None else self.rows[keep]
+        ids = [self.ids[i] for i in keep]
+        return replace(self, targets=self.targets[keep], ids=ids, rows=rows)
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         """``uint8 (k, size, size, 3)`` faces at ``indices``, which must be sorted ascending.
@@ -340,13 +354,14 @@ class PackedSplit:
             raise IndexError(f"indices run {indices[0]}..{indices[-1]}; the split has {len(self)}.")
         if np.any(np.diff(indices) < 0):
             raise ValueError("indices must be sorted ascending.")
+        rows = indices if self.rows is None else self.rows[indices]
         out = np.empty((len(indices), self.size, self.size, self.channels), np.uint8)
         flat = memoryview(out.reshape(-1))
-        starts = np.flatnonzero(np.diff(indices, prepend=-2) != 1)
-        stops = np.append(starts[1:], len(indices))
+        starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)
+        stops = np.append(starts[1:], len(rows))
         with open(self.path, "rb", buffering=0) as handle:
             for start, stop in zip(starts.tolist(), stops.tolist()):
-                handle.seek(self.offset + int(indices[start]) * self.row_bytes)
+                handle.seek(self.offset + int(rows[start]) * self.row_bytes)
                 _read_into(handle, flat[start * self.row_bytes : stop * self.row_bytes])
         return np.repeat(out, 3, axis=-1) if self.channels == 1 else out
 
