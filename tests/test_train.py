@@ -151,12 +151,18 @@ def test_unwritable_or_missing_resume_folder_fails_before_training(tmp_path):
         prepare_run_dir(tmp_path / "big", resume=False, min_free_bytes=1 << 60)
 
 
-def test_sigterm_becomes_keyboard_interrupt():
-    from affectlite.train.trainer import sigterm_as_interrupt
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_becomes_keyboard_interrupt_now_and_at_the_next_batch(sig):
+    from affectlite.train.callbacks import StopOnSignal
 
-    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
-        os.kill(os.getpid(), signal.SIGTERM)
+    stop = StopOnSignal()
+    with pytest.raises(KeyboardInterrupt), stop.installed():
+        os.kill(os.getpid(), sig)
         time.sleep(5)
+    stop.on_epoch_begin(0)
+    with pytest.raises(KeyboardInterrupt, match=f"signal {int(sig)}"):
+        stop.on_train_batch_end(0)  # raised again where nothing can swallow it
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_imagenet_weights_offline_say_where_to_put_the_file(monkeypatch, tmp_path):

@@ -8,8 +8,10 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -301,6 +303,36 @@ def test_jax_run_resumes_from_its_last_saved_state(tmp_path):
     process = _run(["-c", RESUME, str(tmp_path / "run")], KERAS_BACKEND="jax")
     result = _result(process)
     assert result == {"saved": 2, "resumed": [2, 3], "history": [0, 1, 2, 3], "backup": False}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_jax_training_within_seconds_and_keeps_the_resume_state(
+    faces, tmp_path, sig
+):
+    """SIGTERM (a scheduler) or SIGINT (Ctrl-C) after the first epoch: exit 130 with the resume
+    command, the resume state kept. A signal landing in NumPy's conversion of a JAX array (after
+    every batch) used to be swallowed there, and training went on to its last epoch."""
+    run, log = tmp_path / "run", tmp_path / "log.txt"
+    command = [sys.executable, "-m", "affectlite", "train", "--backend", "jax", "--data"]
+    command += [str(faces), "--format", "folder", "--backbone", "compact", "--input-size", "32"]
+    command += ["--weights", "none", "--epochs", "1000", "--batch-size", "4", "--balance", "none"]
+    command += ["--checkpoint-every", "1", "--out", str(run)]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=output, env=_env())
+        try:
+            history, started = run / "history.csv", time.monotonic()
+            while not (history.is_file() and len(history.read_text().splitlines()) >= 2):
+                assert process.poll() is None and time.monotonic() - started < 300, log.read_text()
+                time.sleep(0.2)
+            process.send_signal(sig)
+            process.wait(timeout=60)
+        finally:
+            process.kill()
+            process.wait()
+    text = log.read_text()
+    assert process.returncode == 130, text[-3000:]
+    assert f"affectlite train --resume {run}" in text
+    assert (run / "backup").is_dir() and not (run / "metrics.json").exists()
 
 
 # In-process checks (the test process runs Keras on TensorFlow) ------------------------------

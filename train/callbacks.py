@@ -1,10 +1,14 @@
-"""The training run's Keras callbacks: best-model checkpoint, throughput, periodic backups."""
+"""The training run's Keras callbacks: best-model checkpoint, throughput, periodic backups and
+stopping on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -163,3 +167,45 @@ class PeriodicBackup(keras.callbacks.BackupAndRestore):
         if due_epochs or due_time:
             self._save_model()
             self._epochs_since, self._saved_at = 0, time.monotonic()
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Stops ``fit`` like Ctrl-C on SIGTERM or SIGINT, at once or at the next batch end.
+
+    Its handler raises ``KeyboardInterrupt`` where the signal lands. One that lands inside
+    NumPy's conversion of a JAX array (Keras makes one after every batch) is swallowed there and
+    training went on, so the signal is also kept and the next batch end raises it again.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: int | None = None
+
+    def handle(self, signum: int, frame) -> None:
+        self.received = signum
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    @contextmanager
+    def installed(self) -> Iterator[StopOnSignal]:
+        """Handles :data:`SIGNALS` within the block (main thread), then restores the handlers."""
+        previous = {number: signal.signal(number, self.handle) for number in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _stop_if_signalled(self) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt(f"signal {self.received}")
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self._stop_if_signalled()
+
+    def on_test_batch_end(self, batch, logs=None) -> None:
+        self._stop_if_signalled()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self._stop_if_signalled()

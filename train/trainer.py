@@ -14,21 +14,21 @@ which cannot compile ``ImageProjectiveTransformV3``), devices and precision come
 ``curves.png`` stand in.
 
 Interruptions: the resume state is saved every ``--checkpoint-every`` epochs or minutes
-(:class:`~affectlite.train.callbacks.PeriodicBackup`); SIGTERM is turned into
-``KeyboardInterrupt``; ``resume=True`` continues from the last saved epoch with the run folder's
-saved configuration. The best model (by validation macro-F1) is written atomically.
+(:class:`~affectlite.train.callbacks.PeriodicBackup`); SIGTERM and SIGINT stop training as
+``KeyboardInterrupt`` (:class:`~affectlite.train.callbacks.StopOnSignal`); ``resume=True``
+continues from the last saved epoch with the run folder's saved configuration. The best model
+(by validation macro-F1) is written atomically.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from affectlite.train.callbacks import (
     BEST_MODEL,
     MacroF1Checkpoint,
     PeriodicBackup,
+    StopOnSignal,
     Throughput,
     median_rate,
 )
@@ -65,20 +66,6 @@ TENSORBOARD_STAND_IN = (
     "no TensorBoard logs on the jax backend (they need TensorFlow): history.csv, written every "
     "epoch, and curves.png stand in"
 )
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """Turns SIGTERM into KeyboardInterrupt so a killed job stops like Ctrl-C."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def build_loss(config: TrainConfig) -> keras.losses.Loss:
@@ -230,6 +217,7 @@ class _Session:
     run_dir: Path
     verbose: int | str
     callbacks: tuple[keras.callbacks.Callback, ...] = ()
+    stop: StopOnSignal = field(default_factory=StopOnSignal)
 
 
 def _train(
@@ -269,7 +257,7 @@ def _train(
         grid_png(train_source.read(np.arange(min(16, len(train_source)))), run_dir / "augment.png")
     session = _Session(model, place, config, data, val_split, run_dir, verbose, callbacks)
     started = time.time()
-    with sigterm_as_interrupt():
+    with session.stop.installed():
         for phase, first, end, peak in config.phases():
             _run_phase(session, phase, first, end, peak)
     report = _finish(run_dir, val_split, config, runtime, time.time() - started)
@@ -326,6 +314,7 @@ def _run_phase(session: _Session, phase: str, first: int, end: int, peak: float)
     _trim_history(run_dir / "history.csv", _saved_epoch(backup) or first)
     tensorboard = keras.backend.backend() == "tensorflow"
     callbacks = [
+        session.stop,
         Throughput(session.data.images_per_epoch, announce=bool(session.verbose)),
         MacroF1Checkpoint(session.val, config.batch_size, run_dir),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
