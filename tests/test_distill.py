@@ -226,8 +226,12 @@ def test_a_resumed_run_keeps_its_teacher(face_folders, tiny_bundle, tmp_path):
     saved = json.loads((run / "config.json").read_text())
     assert saved["teacher"] == str(tiny_bundle.path) and saved["distill_temperature"] == 3.0
     assert saved["data"]["teacher"]["kind"] == "bundle" and saved["data"]["teacher"]["sha256"]
-    # A finished run keeps no resume state, so --resume trains again from config.json alone.
-    assert not list(run.glob("phase-*.weights.h5"))
+    finished = _affectlite("train", "--resume", str(run))
+    assert finished.returncode == 2 and "finished" in finished.stderr  # nothing to resume
+    # As if killed before its first resume state and its metrics: --resume trains again from
+    # config.json alone, teacher included.
+    (run / "metrics.json").unlink()
+    assert not list(run.glob("phase-*.weights.h5")) and not (run / "backup").exists()
     resumed = _affectlite("train", "--resume", str(run))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "cached for 48 faces at T=3.0, alpha=0.9" in resumed.stdout

@@ -151,6 +151,19 @@ def test_unwritable_or_missing_resume_folder_fails_before_training(tmp_path):
         prepare_run_dir(tmp_path / "big", resume=False, min_free_bytes=1 << 60)
 
 
+def test_resume_of_a_finished_run_is_refused_and_points_to_init(tmp_path):
+    from affectlite.train.run_folder import RunFolderError, check_run_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "metrics.json", "best.keras"):
+        (run / name).write_text("{}")
+    with pytest.raises(RunFolderError, match=r"finished .*nothing to resume.*--init .*best\.keras"):
+        check_run_dir(run, resume=True)
+    (run / "backup").mkdir()  # interrupted after metrics of an earlier session: resumable
+    check_run_dir(run, resume=True)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_becomes_keyboard_interrupt_now_and_at_the_next_batch(sig):
     from affectlite.train.callbacks import StopOnSignal

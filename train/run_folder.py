@@ -14,6 +14,7 @@ from pathlib import Path
 from affectlite.errors import InputError
 
 CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
 MIN_FREE_BYTES = 600 * 2**20
 LEFTOVERS = frozenset({CONFIG_FILE, "augment.png", "history.csv", "tensorboard"})
 """What a run writes before its first checkpoint (best.keras, backup/, phase files)."""
@@ -29,16 +30,29 @@ def restartable(run_dir: Path) -> bool:
     return CONFIG_FILE in names and names <= LEFTOVERS
 
 
+def finished(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` ended: its metrics are written and its resume state,
+    which :func:`remove_resume_state` removes on success, is gone."""
+    state = (run_dir / "backup").exists() or any(run_dir.glob("phase-*.weights.h5"))
+    return (run_dir / METRICS_FILE).is_file() and not state
+
+
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """Refuses a run folder that cannot be used, changing nothing (``affectlite train`` calls
     it before loading data; every worker of a multi-worker run may).
 
     Raises:
         RunFolderError: if the folder exists, is not empty and is not a failed run's
-            checkpoint-free folder, without ``resume``; or holds nothing to resume with it.
+            checkpoint-free folder, without ``resume``; or holds nothing to resume with it
+            (no config, or a finished run).
     """
     if resume and not (run_dir / CONFIG_FILE).is_file():
         raise RunFolderError(f"--resume: {run_dir} holds no {CONFIG_FILE}; nothing to resume.")
+    if resume and finished(run_dir):
+        raise RunFolderError(
+            f"--resume: {run_dir} finished (its {METRICS_FILE} is written); nothing to resume. "
+            f"To train it further: --init {run_dir / 'best.keras'} with a new --out."
+        )
     if not resume and run_dir.is_dir() and any(run_dir.iterdir()) and not restartable(run_dir):
         raise RunFolderError(
             f"{run_dir} already exists and is not empty; pass --resume to continue that run "

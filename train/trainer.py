@@ -60,7 +60,12 @@ from affectlite.train.devices import (
 from affectlite.train.metrics import classification_report
 from affectlite.train.model import build_model
 from affectlite.train.pipeline import FaceBatches, FaceSource, Split, predict_logits
-from affectlite.train.run_folder import CONFIG_FILE, prepare_run_dir, remove_resume_state
+from affectlite.train.run_folder import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    prepare_run_dir,
+    remove_resume_state,
+)
 
 TENSORBOARD_STAND_IN = (
     "no TensorBoard logs on the jax backend (they need TensorFlow): history.csv, written every "
@@ -366,7 +371,7 @@ def _finish(
     report["device"] = runtime["device"]
     report["train_images_per_second_median"] = median_rate(run_dir / "history.csv")
     report["best_epoch"] = json.loads((run_dir / "best.json").read_text())["epoch"]
-    write_json(run_dir / "metrics.json", report)
+    write_json(run_dir / METRICS_FILE, report)
     plots.confusion_png(report, run_dir / "confusion.png", "validation, best model")
     plots.curves_png(
         run_dir / "history.csv", run_dir / "curves.png", f"{config.backbone} {config.input_size}px"
