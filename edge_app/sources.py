@@ -189,14 +189,24 @@ class OpenCVSource(FrameSource):
         if not ok:
             self._check_length()
         if not ok and self.loop:
-            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = self._capture.read(self._last)
+            ok, frame = self._rewind()
         self._frames += ok
         if not ok:
             return None
         frame = _bgr_to_rgb(frame)
         self._last = frame if self._reuse else None
         return frame
+
+    def _rewind(self) -> tuple[bool, np.ndarray | None]:
+        """The first frame again: by seeking, else by reopening the file (FFmpeg cannot seek
+        back in a one-frame video)."""
+        self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        ok, frame = self._capture.read(self._last)
+        if not ok:
+            self.close()
+            self.open()
+            ok, frame = self._capture.read(self._last)
+        return ok, frame
 
     @property
     def fps(self) -> float | None:

@@ -69,6 +69,19 @@ def test_video_file_loops(tmp_path):
         np.testing.assert_allclose(mean_colour(frame), COLOURS[i % len(COLOURS)], atol=12)
 
 
+@pytest.mark.parametrize("name", ["one.avi", "one.mp4"])
+def test_a_one_frame_video_loops(tmp_path, name):
+    fourcc = "MJPG" if name.endswith(".avi") else "mp4v"
+    writer = cv2.VideoWriter(str(tmp_path / name), cv2.VideoWriter_fourcc(*fourcc), 10, (64, 48))
+    writer.write(np.full((48, 64, 3), COLOURS[0][::-1], np.uint8))
+    writer.release()
+    with OpenCVSource(tmp_path / name, loop=True) as source:
+        frames = read_all(source, limit=4)
+    assert len(frames) == 4  # it used to end after the first frame
+    for frame in frames:
+        np.testing.assert_allclose(mean_colour(frame), COLOURS[0], atol=12)
+
+
 def test_reused_frames_are_decoded_into_one_array_and_stay_rgb(tmp_path):
     clip = write_video(tmp_path / "clip.avi")
     with OpenCVSource(clip, loop=True, reuse=True) as source:
