@@ -168,14 +168,14 @@ def test_resume_of_a_finished_run_is_refused_and_points_to_init(tmp_path):
 def test_a_signal_becomes_keyboard_interrupt_now_and_at_the_next_batch(sig):
     from affectlite.train.callbacks import StopOnSignal
 
-    stop = StopOnSignal()
+    stop, before = StopOnSignal(), [signal.getsignal(number) for number in StopOnSignal.SIGNALS]
     with pytest.raises(KeyboardInterrupt), stop.installed():
         os.kill(os.getpid(), sig)
         time.sleep(5)
     stop.on_epoch_begin(0)
     with pytest.raises(KeyboardInterrupt, match=f"signal {int(sig)}"):
         stop.on_train_batch_end(0)  # raised again where nothing can swallow it
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert [signal.getsignal(number) for number in StopOnSignal.SIGNALS] == before  # restored
 
 
 def test_imagenet_weights_offline_say_where_to_put_the_file(monkeypatch, tmp_path):
