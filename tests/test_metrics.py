@@ -48,3 +48,24 @@ def test_dataset_without_contempt_is_scored_over_its_own_classes():
 def test_mismatched_shapes_are_rejected():
     with pytest.raises(ValueError, match="classes"):
         classification_report(np.zeros(3, int), np.zeros((3, 7)), LABELS)
+
+
+@pytest.mark.parametrize("teacher", ["", "distilled"])
+def test_the_training_step_scores_multi_class_not_binary(teacher):
+    """The compiled step's accuracy and loss, as the trainer sets them up (plain and distilled),
+    for a model that predicts nothing (uniform logits) on balanced classes: argmax accuracy 1/8
+    and cross-entropy ln 8, never Keras' binary 7/8 and ln 2."""
+    import keras
+
+    from affectlite.train.config import TrainConfig
+    from affectlite.train.trainer import _compile
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, kernel_initializer="zeros")])
+    config = TrainConfig(backbone="compact", weights="none", augment=False, teacher=teacher)
+    _compile(model, config, peak=1e-3, steps=1, epochs=1)
+    labels = np.eye(8)[np.repeat(np.arange(8), 8)]
+    targets = np.concatenate([labels, np.full_like(labels, 1 / 8)], axis=1) if teacher else labels
+    scores = model.evaluate(np.ones((64, 4)), targets, batch_size=64, verbose=0, return_dict=True)
+    assert scores["accuracy"] == pytest.approx(1 / 8)
+    if not teacher:
+        assert scores["loss"] == pytest.approx(np.log(8), rel=1e-4)
