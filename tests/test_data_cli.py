@@ -111,7 +111,7 @@ def test_pack_writes_npy_files_that_read_back_as_the_same_crops(faces, tmp_path,
     assert np.load(out / "train-images.npy").shape == (3, 32, 32, 3)
     assert np.load(out / "train-targets.npy").dtype == np.float32
     err = capsys.readouterr().err
-    assert "pack train: 5/5 (100 %)" in err  # not a terminal: a line per 10 %
+    assert "pack train: 5/5 (100 %, " in err  # not a terminal: a line per 10 %
 
     records = _records(out, "train")
     index = load_dataset(faces, "folder", "train")

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 
+from affectlite.edge_app.classifier import softmax
 from affectlite.edge_app.labels import LABELS
 from affectlite.errors import InputError
 from affectlite.train import distill, synthetic
@@ -42,7 +43,7 @@ def test_loss_equals_the_formula(temperature, alpha, smoothing):
     labels = np.eye(8)[rng.integers(0, 8, 16)]
     labels[:4] = rng.dirichlet(np.ones(8), 4)  # FER+ vote distributions are targets too
     teacher_logits, student_logits = rng.normal(0, 3, (2, 16, 8))
-    targets = np.concatenate([labels, distill.softened(teacher_logits, temperature)], 1)
+    targets = np.concatenate([labels, softmax(teacher_logits, temperature)], 1)
     loss = distill.DistillationLoss(temperature, alpha, smoothing)
     per_face = keras.ops.convert_to_numpy(loss.call(targets, student_logits))
     expected = _hinton(labels, teacher_logits, student_logits, temperature, alpha, smoothing)
@@ -84,7 +85,7 @@ def _peaky_teacher(path: Path, shape=(32, 32, 3), outputs: int = 8) -> Path:
 
 
 def _kl(teacher: np.ndarray, student_logits: np.ndarray, temperature: float) -> float:
-    student = distill.softened(student_logits, temperature)
+    student = softmax(student_logits, temperature)
     return float(np.mean(np.sum(teacher * (np.log(teacher) - np.log(student)), axis=1)))
 
 
@@ -118,7 +119,7 @@ def test_a_bundle_teacher_gives_its_dequantised_logits_softened(tiny_bundle):
     images, _ = synthetic.make_dataset(20, 32, seed=1)
     teacher = distill.load_teacher(str(tiny_bundle.path))
     assert (teacher.kind, teacher.input_size) == ("bundle", 32)
-    expected = distill.softened(EmotionClassifier.from_bundle(tiny_bundle).logits(images), 3.0)
+    expected = softmax(EmotionClassifier.from_bundle(tiny_bundle).logits(images), 3.0)
     np.testing.assert_allclose(distill.teacher_probabilities(teacher, images, 3.0), expected)
     bigger = distill.teacher_probabilities(teacher, distill.resize_faces(images, 64), 3.0)
     np.testing.assert_allclose(bigger, expected, atol=0.05)  # resized back to the teacher's 32

@@ -425,7 +425,13 @@ def test_a_mixed_precision_classifier_is_saved_in_float32(tmp_path):
         expected = mixed.predict(faces, verbose=0)
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    save_classifier(mixed, tmp_path / "best.keras")
+    written = save_classifier(mixed, tmp_path / "best.keras")
     saved = load_keras_model(tmp_path / "best.keras")
     assert {layer.dtype_policy.name for layer in saved._flatten_layers()} == {"float32"}
+    np.testing.assert_allclose(saved.predict(faces, verbose=0), expected, atol=0.05)
+    # A later best epoch: the same float32 copy gets the new weights, not a rebuild.
+    mixed.set_weights([weight * 0.5 for weight in mixed.get_weights()])
+    expected = mixed.predict(faces, verbose=0)
+    assert save_classifier(mixed, tmp_path / "best.keras", written) is written
+    saved = load_keras_model(tmp_path / "best.keras")
     np.testing.assert_allclose(saved.predict(faces, verbose=0), expected, atol=0.05)

@@ -47,10 +47,19 @@ def float32_copy(model: keras.Model) -> keras.Model:
     return copy
 
 
-def save_classifier(model: keras.Model, path: Path) -> None:
+def save_classifier(
+    model: keras.Model, path: Path, float32: keras.Model | None = None
+) -> keras.Model:
     """Writes the classifier alone atomically, in float32: never compiled itself, it carries no
-    optimizer state, and no augmentation."""
-    write_with(path, float32_copy(classifier_of(model)).save)
+    optimizer state, and no augmentation. Returns the float32 model written; pass it back as
+    ``float32`` next time, and it gets the new weights instead of being built again."""
+    classifier = classifier_of(model)
+    if float32 is None:
+        float32 = float32_copy(classifier)
+    elif float32 is not classifier:
+        float32.set_weights(classifier.get_weights())
+    write_with(path, float32.save)
+    return float32
 
 
 class MacroF1Checkpoint(keras.callbacks.Callback):
@@ -70,6 +79,7 @@ class MacroF1Checkpoint(keras.callbacks.Callback):
         self.run_dir = run_dir
         self.best_path = run_dir / "best.json"
         self.best = -1.0
+        self._float32: keras.Model | None = None  # the saved copy of a mixed-precision model
 
     def on_train_begin(self, logs=None) -> None:
         if self.best_path.exists():
@@ -87,7 +97,7 @@ class MacroF1Checkpoint(keras.callbacks.Callback):
         )
         if report["macro_f1"] > self.best:
             self.best = report["macro_f1"]
-            save_classifier(self.model, self.run_dir / BEST_MODEL)
+            self._float32 = save_classifier(self.model, self.run_dir / BEST_MODEL, self._float32)
             record = {"epoch": epoch + 1, **{k: report[k] for k in ("accuracy", "macro_f1")}}
             record["val_balanced_accuracy"] = report["balanced_accuracy"]
             write_json(self.best_path, record)

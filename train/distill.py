@@ -31,10 +31,11 @@ import cv2
 import keras
 import numpy as np
 from keras import ops
-from tqdm import tqdm
 
+from affectlite.edge_app.classifier import softmax
 from affectlite.edge_app.labels import LABELS, NUM_CLASSES
 from affectlite.errors import InputError
+from affectlite.progress import progress
 
 BATCH = 256
 
@@ -186,21 +187,13 @@ def resize_faces(images: np.ndarray, size: int) -> np.ndarray:
     )
 
 
-def softened(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Row-wise ``softmax(logits / temperature)`` in float32."""
-    scaled = np.asarray(logits, np.float32) / np.float32(temperature)
-    scaled -= scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def teacher_probabilities(teacher: Teacher, images: np.ndarray, temperature: float) -> np.ndarray:
     """The teacher's probabilities at ``temperature`` for ``images``, in order."""
     chunks = [
         teacher.logits(resize_faces(images[start : start + BATCH], teacher.input_size))
         for start in range(0, len(images), BATCH)
     ]
-    return softened(np.concatenate(chunks), temperature)
+    return softmax(np.concatenate(chunks), temperature)
 
 
 def teacher_targets(config, faces) -> np.ndarray:
@@ -217,7 +210,7 @@ def teacher_targets(config, faces) -> np.ndarray:
             faces.read(np.arange(start, min(start + step, len(faces)))),
             config.distill_temperature,
         )
-        for start in tqdm(range(0, len(faces), step), desc="teacher", unit="chunk", leave=False)
+        for start in progress(range(0, len(faces), step), desc="teacher", unit="chunk")
     ]
     probabilities = np.concatenate(chunks)
     agree = float(np.mean(probabilities.argmax(1) == faces.targets.argmax(1)))

@@ -35,7 +35,7 @@ class FaceSource(Protocol):
     def __len__(self) -> int: ...
 
     def read(self, indices: np.ndarray) -> np.ndarray:
-        """uint8 ``(k, H, W, 3)`` faces at ``indices`` (sorted ascending)."""
+        """uint8 ``(k, H, W, 3)`` faces at ``indices`` (ascending, repeats allowed)."""
         ...
 
 
@@ -194,10 +194,9 @@ class FaceBatches(keras.utils.PyDataset):
         self.order = self._order()
 
     def __getitem__(self, index: int):
-        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        unique, inverse = np.unique(chosen, return_inverse=True)
-        images = self.source.read(unique)[inverse]
-        return images, self.targets[chosen], self.example_weight[chosen]
+        # Sorted, as ``read`` wants (repeats allowed); the order within a batch does not matter.
+        chosen = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+        return self.source.read(chosen), self.targets[chosen], self.example_weight[chosen]
 
 
 class EvalBatches(keras.utils.PyDataset):

@@ -24,19 +24,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from affectlite.edge_app.labels import LABELS, NUM_CLASSES
 from affectlite.errors import InputError
 from affectlite.files import atomic_dir, write_json
+from affectlite.progress import progress as show_progress
 from affectlite.train.readers.base import DatasetError, DatasetIndex, Sample, parallel_map
 
 if TYPE_CHECKING:
@@ -51,7 +50,6 @@ _PACK_FILES = ("manifest.json", "*-images.npy", "*-targets.npy", "*-ids.json", "
 """What a pack folder (of either version) holds: replaced by a new pack, nothing else is."""
 _COPY_ROWS = 1024
 """Rows copied at a time when a grey split turns out to hold a colour face."""
-_T = TypeVar("_T")
 
 
 def split_files(split: str) -> dict[str, str]:
@@ -70,25 +68,6 @@ def _npy_header(handle) -> tuple[tuple[int, int], tuple[int, ...], bool, np.dtyp
 
 
 # --- writing ---------------------------------------------------------------------------------
-
-
-def show_progress(
-    items: Iterable[_T], label: str, total: int, enabled: bool = True
-) -> Iterator[_T]:
-    """Yields ``items``, showing progress: a tqdm bar on a terminal, else a line per 10 %."""
-    if not enabled:
-        yield from items
-    elif sys.stderr.isatty():
-        from tqdm import tqdm
-
-        yield from tqdm(items, label, total, unit="img")
-    else:
-        step = max(1, math.ceil(total / 10))
-        for done, item in enumerate(items, 1):
-            yield item
-            if done % step == 0 or done == total:
-                percent = 100 * done // max(total, 1)
-                print(f"{label}: {done:,}/{total:,} ({percent} %)", file=sys.stderr, flush=True)
 
 
 class _ImageFile:
@@ -190,8 +169,9 @@ def pack_split(
     counts: Counter[str] = Counter()
     failed: list[tuple[str, str]] = []
     results = parallel_map(partial(_crop, size=size, policy=policy), index.samples, workers)
-    label = f"pack {index.split}"
-    for sample, (crop, error) in show_progress(results, label, len(index.samples), progress):
+    if progress:
+        results = show_progress(results, len(index.samples), f"pack {index.split}")
+    for sample, (crop, error) in results:
         if crop is None:
             failed.append((sample.id, str(error)))
             continue
