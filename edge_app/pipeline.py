@@ -277,11 +277,10 @@ class Pipeline:
         mark = time.perf_counter()
         finite = np.isfinite(probabilities).all(axis=1)
         good = [detection for detection, ok in zip(kept, finite, strict=True) if ok]
-        faces = self._faces(good, probabilities[finite], still)  # never tracks a NaN
-        faces += [
-            FaceResult.failed(detection, self.labels, NON_FINITE)
+        classified = iter(self._faces(good, probabilities[finite], still))  # never tracks a NaN
+        faces = [  # in detection order, largest first, failed faces in their place
+            next(classified) if ok else FaceResult.failed(detection, self.labels, NON_FINITE)
             for detection, ok in zip(kept, finite, strict=True)
-            if not ok
         ]
         faces = [face.inside(frame_rgb.shape[1], frame_rgb.shape[0]) for face in faces]
         timings = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from affectlite.errors import InputError
@@ -62,7 +63,7 @@ class EmotionRecognizer:
         photo = load_photo(image)
         result = FrameResult(0.0, [face.scaled(1 / photo.reduction) for face in faces], {})
         picture = overlay.annotate(photo.rgb, result, labels=self.labels)
-        return picture[..., ::-1].copy() if bgr else picture
+        return cv2.cvtColor(picture, cv2.COLOR_RGB2BGR, dst=picture) if bgr else picture
 
 
 def load_photo(image: str | Path | np.ndarray) -> Still:
