@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import NO_TENSORFLOW
 
 from affectlite.edge_app.predict import expand_sources
 from affectlite.edge_app.preprocess import ImageError, read_still
@@ -22,17 +23,9 @@ from affectlite.edge_app.recognizer import load_photo
 from affectlite.edge_app.sources import ImageFilesSource, OpenCVSource, SourceError, make_source
 from affectlite.errors import InputError
 
-NO_TENSORFLOW = (
-    "import sys\n"
-    "sys.modules['tensorflow'] = None\n"
-    "sys.modules['keras'] = None\n"
-    "from affectlite.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
-
 
 def affectlite(*args: object, **kwargs) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", NO_TENSORFLOW, *map(os.fsdecode, map(str, args))]
+    command = [sys.executable, "-c", NO_TENSORFLOW, *map(str, args)]
     return subprocess.run(command, capture_output=True, timeout=180, **kwargs)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import NO_TENSORFLOW
 
 from affectlite.calibration.prior import rarest_first
 from affectlite.edge_app.bundle import DEFAULT_BUNDLE, load_bundle
@@ -22,13 +23,6 @@ from affectlite.edge_app.preprocess import crop_face
 
 REPO = Path(__file__).resolve().parents[1]
 FERPLUS = Path(os.environ.get("AFFECTLITE_FERPLUS", REPO.parent / "shared" / "data" / "ferplus"))
-NO_TENSORFLOW = (
-    "import sys\n"
-    "sys.modules['tensorflow'] = None  # any import of TensorFlow now fails\n"
-    "sys.modules['keras'] = None\n"
-    "from affectlite.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
 
 SAMPLE = 500
 MIN_SAMPLE_ACCURACY = 0.80

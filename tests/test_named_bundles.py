@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from helpers import NO_TENSORFLOW
 
 from affectlite.edge_app import bundle as bundle_module
 from affectlite.edge_app.bundle import (
@@ -29,13 +30,6 @@ from affectlite.edge_app.bundle import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-NO_TENSORFLOW = (
-    "import sys\n"
-    "sys.modules['tensorflow'] = None  # any import of TensorFlow now fails\n"
-    "sys.modules['keras'] = None\n"
-    "from affectlite.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
 
 
 KIVY_PANEL = """

@@ -23,14 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import NO_TENSORFLOW
 
-NO_TENSORFLOW = (
-    "import sys\n"
-    "sys.modules['tensorflow'] = None\n"
-    "sys.modules['keras'] = None\n"
-    "from affectlite.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="needs root (device nodes, another user)")
 

@@ -20,18 +20,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import NO_TENSORFLOW
 
 from affectlite.cli import main
 from affectlite.edge_app.preprocess import ImageError, header_size, read_still
 from affectlite.edge_app.runner import JsonLines
 
-NO_TENSORFLOW = (
-    "import sys\n"
-    "sys.modules['tensorflow'] = None\n"
-    "sys.modules['keras'] = None\n"
-    "from affectlite.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
 PEAK = re.compile(r"peak ([0-9.]+) MiB")
 
 
