@@ -184,3 +184,27 @@ def test_eight_threads_share_one_recognizer(sample_photos):
             got = np.array(list(face.probabilities.values()))
             want = np.array(list(reference.probabilities.values()))
             np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_failed_face_keeps_its_place_among_the_faces(tiny_bundle, monkeypatch, failing):
+    """Faces come largest first (the app labels ``faces[0]`` the largest), failed or not."""
+    from affectlite.edge_app.detector import Detection
+    from affectlite.edge_app.pipeline import Pipeline
+
+    pipeline = Pipeline(tiny_bundle)
+    boxes = [(10.0, 10.0, 60.0, 60.0), (100.0, 20.0, 30.0, 30.0)]  # largest first
+    detections = [Detection(box, 0.9, np.full((6, 2), np.nan)) for box in boxes]
+    monkeypatch.setattr(pipeline, "_detect", lambda frame, small: detections)
+    predict = pipeline.classifier.predict
+
+    def one_nan(crops: np.ndarray) -> np.ndarray:
+        probabilities = predict(crops)
+        probabilities[failing] = np.nan
+        return probabilities
+
+    monkeypatch.setattr(pipeline.classifier, "predict", one_nan)
+    frame = np.full((120, 160, 3), 128, np.uint8)
+    faces = pipeline.process(frame, still=True).faces
+    assert [face.box for face in faces] == boxes
+    assert ["error" in face.to_dict() for face in faces] == [i == failing for i in range(2)]
