@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from affectlite import files
+from affectlite.benchmarks.system import cpu_model, load_average
 from affectlite.errors import InputError
 
 BACKENDS = ("jax", "tensorflow")
@@ -47,10 +48,6 @@ def cpu_flags() -> str:
         return platform.processor() or "unknown"
     flags = sorted(set(re.findall(r"\b(avx512[a-z_]*|avx2)\b", text)))
     return " ".join(flags) or "no avx2"
-
-
-def load_average() -> list[float]:
-    return [round(value, 2) for value in os.getloadavg()]
 
 
 # --- worker (one backend, one backbone, in its own process) ----------------------------------
@@ -336,7 +333,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
     rows = {variant.name: variant.summary() for variant in variants}
     return {
         "cpu_flags": cpu_flags(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "load_average_before": load_before,
         "load_average_after": load_average(),
@@ -350,12 +347,6 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
         "variants": rows,
         "jax_over_tensorflow": _ratios(rows, args.backbones),
     }
-
-
-def _cpu_model() -> str:
-    from affectlite.benchmarks.system import cpu_model
-
-    return cpu_model()
 
 
 def _ratios(rows: dict, backbones: list[str]) -> dict:
@@ -411,8 +402,8 @@ def _header(result: dict, first: dict) -> list[str]:
         f"{result['rounds']} interleaved rounds; data: {first['data']}; device: "
         f"{first['device']['platform']} ({result['cpu_model']}, "
         f"{result['logical_cpus']} logical CPUs); CPU flags: {result['cpu_flags']}; load "
-        f"average before/after: {result['load_average_before'][0]} / "
-        f"{result['load_average_after'][0]}"
+        f"average before/after: {(result['load_average_before'] or ['?'])[0]} / "
+        f"{(result['load_average_after'] or ['?'])[0]}"
         + (f"; XLA_FLAGS={result['xla_flags']}" if result["xla_flags"] else ""),
         "",
         "| backend | backbone | parameters | precision | jit | images/s | rounds | "

@@ -87,12 +87,6 @@ def _frames(source, max_frames: int) -> Iterator[np.ndarray]:
             yield frame
 
 
-def _detector(args, bundle):
-    from affectlite.edge_app.detector import make_detector
-
-    return make_detector(args.detector, bundle)
-
-
 def build_set(args: argparse.Namespace):
     """The representative set the arguments describe."""
     from affectlite.edge_app.bundle import load_bundle
@@ -105,12 +99,13 @@ def build_set(args: argparse.Namespace):
     if args.margin is not None:
         crop = CropPolicy(args.margin, crop.square, crop.pad_value)
     if args.source is not None:
+        from affectlite.edge_app.detector import make_detector
         from affectlite.edge_app.sources import ImageFolderSource, make_source
 
         source = make_source(args.source)
         return from_frames(
             _frames(source, args.max_frames),
-            _detector(args, bundle),
+            make_detector(args.detector, bundle),
             size,
             crop,
             args.n,

@@ -218,35 +218,36 @@ def shoot(
     of each state and the layout problems found in it."""
     width, height, density = (SCREENS | ALSO_CHECKED)[screen]
     out.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="affectlite-shots-"))
-    env = dict(
-        os.environ,
-        KIVY_NO_ARGS="1",
-        KIVY_NO_CONSOLELOG="1",
-        KIVY_HOME=str(home / "kivy"),
-        XDG_CONFIG_HOME=str(home / "config"),
-        KIVY_METRICS_DENSITY=str(density),
-        SDL_VIDEODRIVER="offscreen",
-    )
-    env.pop("KIVY_GL_BACKEND", None)  # "mock" draws nothing
-    overrides = {"bundle": bundle, "source": str(photos), "snapshot_dir": str(home / "snaps")}
-    job = {
-        "width": width,
-        "height": height,
-        "out": str(out),
-        "overrides": overrides,
-        "check": check,
-        "states": list(states),
-        "timeout": timeout - 15,
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER, json.dumps(job)],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    with tempfile.TemporaryDirectory(prefix="affectlite-shots-") as temporary:
+        home = Path(temporary)
+        env = dict(
+            os.environ,
+            KIVY_NO_ARGS="1",
+            KIVY_NO_CONSOLELOG="1",
+            KIVY_HOME=str(home / "kivy"),
+            XDG_CONFIG_HOME=str(home / "config"),
+            KIVY_METRICS_DENSITY=str(density),
+            SDL_VIDEODRIVER="offscreen",
+        )
+        env.pop("KIVY_GL_BACKEND", None)  # "mock" draws nothing
+        overrides = {"bundle": bundle, "source": str(photos), "snapshot_dir": str(home / "snaps")}
+        job = {
+            "width": width,
+            "height": height,
+            "out": str(out),
+            "overrides": overrides,
+            "check": check,
+            "states": list(states),
+            "timeout": timeout - 15,
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", DRIVER, json.dumps(job)],
+            env=env,
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     report_path = out / "report.json"
     if done.returncode != 0 or not report_path.exists():
         raise RuntimeError(f"the app exited with {done.returncode}:\n{done.stderr[-4000:]}")
