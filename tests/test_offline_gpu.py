@@ -223,3 +223,23 @@ def test_the_makefile_resnet50_recipe_parses_here_and_for_the_gpu_machine():
     assert stage in trained
     (publish,) = [line for line in lines if "convert.publish" in line]
     assert "--dest edge_app/models/resnet50" in publish
+
+
+def test_the_default_stages_are_the_makefiles_default_bundle_trainings():
+    shown = subprocess.run(
+        ["make", "-n", "--no-print-directory", "default-bundle"],
+        cwd=offline_gpu.REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = re.sub(r"\\\n\s*", "", shown).splitlines()
+    trainings = [shlex.split(line) for line in lines if "bin/affectlite train " in line]
+    set_there = ("--data", "--format", "--ferplus-mode", "--holdout", "--out", "--init")
+    stages = []
+    for words in trainings:
+        options = words[words.index("train") + 1 :]
+        pairs = [options[i : i + 2] for i in range(0, len(options), 2)]
+        stages.append(sorted(tuple(pair) for pair in pairs if pair[0] not in set_there))
+    mine = [sorted(zip(words[::2], words[1::2])) for words in map(shlex.split, offline_gpu.STAGES)]
+    assert stages == mine
