@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,15 @@ def rgb_texture(picture_rgb: np.ndarray, texture: Texture | None = None) -> Text
 
 MESSAGE_SECONDS = 4.0
 """How long a transient message (saved, no frame yet, a photo that cannot open) stays."""
+STATS_SECONDS = 0.25
+"""Shortest time between two FPS and latency texts of a moving source: each new text is laid
+out again on the UI thread, and it changes every frame."""
+
+
+@functools.lru_cache(maxsize=16)
+def _line_height(font_size: float, bold: bool) -> float:
+    """The height of one line of text at ``font_size``."""
+    return CoreLabel(text="Mg", font_size=font_size, bold=bold).get_extents("Mg")[1]
 
 
 class PanelLabel(Label):
@@ -149,7 +159,7 @@ class PanelLabel(Label):
             text=self.text, font_size=self.font_size, bold=self.bold, text_size=(width, None)
         )
         _, full = core.render()  # lays the lines out without drawing them
-        lines = max(1, round(full / core.get_extents("Mg")[1]))
+        lines = max(1, round(full / _line_height(self.font_size, self.bold)))
         shown = math.ceil(full * min(lines, self.max_shown) / lines) + 1
         self.text_size = (width, shown)
         self.height = shown + dp(8)
@@ -193,6 +203,7 @@ class PreviewScreen(BoxLayout):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._message_event: Any = None
+        self._stats_at: float | None = None  # when a moving source's stats_text last changed
         self._results: list[Widget] = []
         self.set_labels(LABELS)
         self.bind(size=self.arrange, settings_open=self.arrange)
@@ -238,7 +249,10 @@ class PreviewScreen(BoxLayout):
             row.percent = f"{value:.0%}" if face is not None else "-"
         self.title_text = results_title(result)
         self.source_text = name
-        self.stats_text = "" if result is None else stats_lines(fps, result.timings_ms)
+        now, moving = time.monotonic(), result is not None and fps is not None
+        if not moving or self._stats_at is None or now - self._stats_at >= STATS_SECONDS:
+            self.stats_text = "" if result is None else stats_lines(fps, result.timings_ms)
+            self._stats_at = now if moving else None
 
     def flash(self, text: str, seconds: float = MESSAGE_SECONDS) -> None:
         """Shows a transient message, cleared after ``seconds`` (unless replaced)."""
