@@ -523,23 +523,14 @@ def _check_classifier(path: Path, manifest: dict[str, Any], inputs: dict, output
 
 def _probe(path: Path, manifest: dict[str, Any], interpreter: Any) -> None:
     """Runs the classifier once on a mid-grey face and refuses non-finite probabilities."""
-    from .classifier import softmax  # Imported here: the classifier module imports this one.
+    # Imported here: the classifier module imports this one.
+    from .classifier import dequantize, quantize, softmax
 
     details = interpreter.get_input_details()[0]
-    dtype = np.dtype(details["dtype"])
-    grey = np.full(details["shape"], 128.0, np.float32)
-    if dtype != np.float32:
-        scale, zero_point = details["quantization"]
-        scale = scale or 1.0
-        info = np.iinfo(dtype)
-        grey = np.clip(np.round(grey / scale + zero_point), info.min, info.max)
-    interpreter.set_tensor(details["index"], grey.astype(dtype))
+    interpreter.set_tensor(details["index"], quantize(np.full(details["shape"], 128.0), details))
     interpreter.invoke()
     output = interpreter.get_output_details()[0]
-    logits = interpreter.get_tensor(output["index"]).astype(np.float32)
-    if output["dtype"] != np.float32:
-        scale, zero_point = output["quantization"]
-        logits = (logits - zero_point) * np.float32(scale)
+    logits = dequantize(interpreter.get_tensor(output["index"]), output)
     with np.errstate(all="ignore"):
         probabilities = softmax(logits, manifest["temperature"])
     if not np.isfinite(probabilities).all():

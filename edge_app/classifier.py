@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,28 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     scaled -= scaled.max(axis=-1, keepdims=True)
     exp = np.exp(scaled)
     return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def quantize(values: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    """``values`` in an input tensor's dtype, by its scale and zero point (``details``: the
+    interpreter's input details)."""
+    dtype = np.dtype(details["dtype"])
+    if dtype == np.float32:
+        return values.astype(np.float32)
+    scale, zero_point = details["quantization"]
+    if dtype == np.uint8 and scale == 1.0 and zero_point == 0:
+        return values.astype(np.uint8)
+    info = np.iinfo(dtype)
+    scaled = np.round(values.astype(np.float32) / (scale or 1.0) + zero_point)
+    return np.clip(scaled, info.min, info.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    """An output tensor's ``values`` in float32 (``details``: its output details)."""
+    if values.dtype == np.float32:
+        return values
+    scale, zero_point = details["quantization"]
+    return (values.astype(np.float32) - zero_point) * np.float32(scale)
 
 
 def _tie_offsets(labels: tuple[str, ...], tie_break: tuple[str, ...] | None) -> np.ndarray:
@@ -95,9 +118,9 @@ class EmotionClassifier:
         if len(crops) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         self._ensure_batch(len(crops))
-        self.interpreter.set_tensor(self._input["index"], self._quantize(crops))
+        self.interpreter.set_tensor(self._input["index"], quantize(crops, self._input))
         self.interpreter.invoke()
-        logits = self._dequantize(self.interpreter.get_tensor(self._output["index"]))
+        logits = dequantize(self.interpreter.get_tensor(self._output["index"]), self._output)
         return logits + self._tie_offsets
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
@@ -114,20 +137,3 @@ class EmotionClassifier:
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self.batch_size = n
-
-    def _quantize(self, crops: np.ndarray) -> np.ndarray:
-        dtype = self.input_dtype
-        if dtype == np.float32:
-            return crops.astype(np.float32)
-        scale, zero_point = self._input["quantization"]
-        if dtype == np.uint8 and scale == 1.0 and zero_point == 0:
-            return crops.astype(np.uint8)
-        info = np.iinfo(dtype)
-        values = np.round(crops.astype(np.float32) / scale + zero_point)
-        return np.clip(values, info.min, info.max).astype(dtype)
-
-    def _dequantize(self, values: np.ndarray) -> np.ndarray:
-        if values.dtype == np.float32:
-            return values
-        scale, zero_point = self._output["quantization"]
-        return (values.astype(np.float32) - zero_point) * scale
