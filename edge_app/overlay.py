@@ -300,18 +300,19 @@ def annotate(
         )
     out = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if bgr else np.ascontiguousarray(frame).copy()
     if result is not None:
-        _draw_result(out, result, fps, labels, stats, bars)
+        draw_result(out, result, fps, labels, stats, bars)
     return cv2.cvtColor(out, cv2.COLOR_RGB2BGR) if bgr else out
 
 
-def _draw_result(
+def draw_result(
     out: np.ndarray,
     result: FrameLike,
     fps: float | None,
     labels: Sequence[str],
-    stats: bool,
-    bars: bool,
+    stats: bool = False,
+    bars: bool = True,
 ) -> None:
+    """Draws on ``out`` itself (RGB) what :func:`annotate` draws on its copy."""
     height, width = out.shape[:2]
     boxes = [clip_box(face.box, width, height) for face in result.faces]
     drawn: list[Rect] = [box for box in boxes if box is not None]

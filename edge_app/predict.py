@@ -60,7 +60,7 @@ from . import overlay
 from .bundle import DEFAULT_BUNDLE, BundleError, resolve_bundle
 from .detector import DetectorUnavailable
 from .names import shown
-from .pipeline import FaceResult, Pipeline, PipelineConfig
+from .pipeline import FaceResult, FrameResult, Pipeline, PipelineConfig
 from .preprocess import MAX_STILL_PIXELS, ImageError, media_kind, read_still
 from .recognizer import EmotionRecognizer
 from .report import PrintedResults
@@ -351,7 +351,8 @@ def predict_stream(
 def annotated_frame(
     frame: np.ndarray, faces: list[FaceResult], labels: tuple[str, ...]
 ) -> np.ndarray:
-    """The frame with its faces drawn, for the MP4: drawn on the frame itself, or on a copy
+    """The frame drawn as a photo is (each face's panel clear of the others, "no face" when
+    there is none), for the MP4: drawn on the frame itself, or on a copy
     reduced to at most :data:`VIDEO_OUT_PIXELS` (a 4K video is annotated at 1920×1080, which
     keeps its encoder within the memory bound; the JSON boxes stay in the video's pixels)."""
     height, width = frame.shape[:2]
@@ -360,8 +361,7 @@ def annotated_frame(
         size = (max(2, width // reduction), max(2, height // reduction))
         frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         faces = [face.scaled(1 / reduction) for face in faces]
-    for face in faces:
-        overlay.draw_face(frame, face, labels)
+    overlay.draw_result(frame, FrameResult(0.0, faces, {}), None, labels)
     return frame
 
 
