@@ -50,21 +50,12 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory):
     installed BlazeFace short-range detector. Builds in seconds: one Keras model, converted with
     ``tf.lite.TFLiteConverter``; nothing is trained, so its emotions are meaningless."""
     import tensorflow as tf
-    from tensorflow import keras
+    from helpers import tiny_classifier
 
     from affectlite.edge_app.bundle import write_bundle
     from affectlite.edge_app.detector import blazeface_model_path
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((32, 32, 3)),
-            keras.layers.Rescaling(1 / 255),
-            keras.layers.Conv2D(4, 3, strides=4),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(8),
-        ]
-    )
+    model = tiny_classifier(seed=0)
     root = tmp_path_factory.mktemp("tiny_bundle")
     classifier = root / "classifier.tflite"
     classifier.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())

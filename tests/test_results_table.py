@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tiny_classifier
 
 from affectlite.benchmarks import results_table
 from affectlite.edge_app.bundle import BUNDLES_ENV
@@ -38,19 +39,7 @@ def runs(tmp_path) -> dict[str, Path]:
 
 
 def _keras_float(path: Path) -> Path:
-    import keras
-
-    keras.utils.set_random_seed(4)
-    model = keras.Sequential(
-        [
-            keras.Input((32, 32, 3)),
-            keras.layers.Rescaling(1 / 255),
-            keras.layers.Conv2D(4, 3, strides=4),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(8),
-        ]
-    )
-    model.save(path)
+    tiny_classifier(seed=4).save(path)
     return path
 
 
